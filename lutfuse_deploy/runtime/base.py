@@ -1,0 +1,89 @@
+"""One runner contract for every backend (after Polygraphy's BaseRunner).
+
+The base class owns activate/deactivate, ``with`` and the input checks; a backend fills in
+``activate_impl``, ``infer_impl`` and ``deactivate_impl``. Every backend takes and returns the same
+arrays so results compare directly:
+
+* inputs ``ir`` N x 1 x H x W and ``vi`` N x C x H x W (C = 3 for ``lutfuse``, 1 for MMDRFuse),
+  float32 on 0..255 (``io == "float"``) or uint8 (``io == "uint8"``);
+* output ``fused``: N x 3 x H x W on the [0, 1] scale, unclamped (``lutfuse``), or N x 1 x H x W raw
+  tanh (MMDRFuse), float32; uint8 io returns uint8 (clamped, rounded).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from lutfuse_deploy.errors import InputError
+
+INPUT_NAMES = ("ir", "vi")
+OUTPUT_NAME = "fused"
+
+
+def vi_channels(kind: str) -> int:
+    """Visible channels a model kind takes: RGB for LUT-Fuse, gray for MMDRFuse."""
+    return 3 if kind == "lutfuse" else 1
+
+
+class Runner(ABC):
+    """Load once, run many times; ``with runner:`` activates and releases resources."""
+
+    backend: str = "base"
+
+    def __init__(self) -> None:
+        self.kind: str = ""
+        self.io: str = "float"
+        self.metadata: dict[str, Any] = {}
+        self.is_active = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def activate(self) -> None:
+        if not self.is_active:
+            self.activate_impl()
+            self.is_active = True
+
+    def deactivate(self) -> None:
+        if self.is_active:
+            self.deactivate_impl()
+            self.is_active = False
+
+    def __enter__(self) -> "Runner":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()
+
+    # -- inference -------------------------------------------------------------------------------
+    def infer(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        """Fuse a batch; checks shapes and dtypes first so backends see only valid input."""
+        if not self.is_active:
+            self.activate()
+        self.check_inputs(ir, vi)
+        return self.infer_impl(ir, vi)
+
+    def check_inputs(self, ir: np.ndarray, vi: np.ndarray) -> None:
+        want = np.uint8 if self.io == "uint8" else np.float32
+        c = vi_channels(self.kind)
+        for name, arr, ch in (("ir", ir, 1), ("vi", vi, c)):
+            if arr.ndim != 4 or arr.shape[1] != ch:
+                raise InputError(f"{name}: expected N x {ch} x H x W, got shape {tuple(arr.shape)}")
+            if arr.dtype != want:
+                raise InputError(f"{name}: expected {np.dtype(want).name}, got {arr.dtype}")
+        if ir.shape[0] != vi.shape[0] or ir.shape[2:] != vi.shape[2:]:
+            raise InputError(f"ir {tuple(ir.shape)} and vi {tuple(vi.shape)} differ in batch or size")
+        if min(ir.shape[2:]) < 3:
+            raise InputError(f"image {ir.shape[3]}x{ir.shape[2]} is smaller than 3x3")
+
+    def activate_impl(self) -> None:  # noqa: B027 - optional hook
+        """Acquire sessions, contexts or device buffers."""
+
+    def deactivate_impl(self) -> None:  # noqa: B027 - optional hook
+        """Release what ``activate_impl`` acquired."""
+
+    @abstractmethod
+    def infer_impl(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        """Run the model on already checked inputs."""
