@@ -1,0 +1,3 @@
+from lutfuse_deploy.cli import main
+
+main()

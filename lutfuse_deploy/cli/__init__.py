@@ -1,0 +1,65 @@
+"""The ``lutfuse-deploy`` command line: each command parses, calls one library function, prints.
+
+Every ``LutfuseError`` becomes one ``error: ...`` line on stderr and a non-zero exit status; no
+traceback reaches the user. Command modules import only click at the top; heavy libraries load inside.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from lutfuse_deploy import __version__
+from lutfuse_deploy.errors import LutfuseError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="lutfuse-deploy")
+def cli() -> None:
+    """Infrared-visible image fusion, from checkpoint to per-device inference engine.
+
+    \b
+    Typical flow:
+      lutfuse-deploy import-official lutfuse --lut LUT.npy --context CTX.pth -o lut.safetensors
+      lutfuse-deploy fuse --model lut.safetensors --ir ir/ --vi vi/ --out fused/
+      lutfuse-deploy evaluate --ir ir/ --vi vi/ --fused fused/ --json metrics.json
+      lutfuse-deploy export --model lut.safetensors -o lut.onnx --dynamic
+      lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision fp16
+      lutfuse-deploy profile --model lut.onnx --backend onnxruntime --budget recipes/budgets/ci.yaml
+    """
+
+
+# Command modules register themselves on ``cli``; listed here so the order of --help is stable.
+_COMMAND_MODULES = ("models", "fuse", "evaluate", "profile")
+
+
+def _register() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"lutfuse_deploy.cli.{name}")
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the group, turning our errors into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="lutfuse-deploy", standalone_mode=False)
+    except LutfuseError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(0)

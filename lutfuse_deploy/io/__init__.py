@@ -1,0 +1,1 @@
+"""Reading and writing: image pairs, checkpoints, atomic files."""

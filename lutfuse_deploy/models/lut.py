@@ -1,0 +1,184 @@
+"""LUT-Fuse: a learnable 4-D look-up table indexed by (visible Y, Sobel gradient, context, IR).
+
+Reads top to bottom: context network, look-up coordinates, quadrilinear lookup, the model, the
+mapping of the official release's keys. Semantics follow ``shared/docs/design.md`` §1 exactly, so an
+imported official checkpoint reproduces the official outputs to 1e-4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ITU-R BT.601 luma and the YCbCr <-> RGB constants of the official release (design.md §1.4).
+LUMA = (0.299, 0.587, 0.114)
+SOBEL_X = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))
+SOBEL_Y = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))
+MINMAX_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class LutFuseConfig:
+    """Table lattice and context-network shape.
+
+    ``nodes=16`` is the official layout (node i at intensity 16·i, the top cell flat); ``nodes=17``
+    covers the full 0..255 range (node i at 255·i/16). ``context_scale < 1`` runs the context
+    network on a downscaled pair and upsamples its map: the fast variant (design trade-off in
+    docs/performance.md).
+    """
+
+    nodes: int = 16
+    cse_width: int = 16
+    cse_depth: int = 3
+    context_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.nodes not in (16, 17):
+            raise ValueError(f"nodes must be 16 (official) or 17 (full range), got {self.nodes}")
+        if self.cse_width < 1 or self.cse_depth < 0:
+            raise ValueError("cse_width must be >= 1 and cse_depth >= 0")
+        if not 0.0 < self.context_scale <= 1.0:
+            raise ValueError(f"context_scale must be in (0, 1], got {self.context_scale}")
+
+    @property
+    def coord_scale(self) -> float:
+        """Multiplier from the [0, 1] scale to table coordinates (node spacing)."""
+        return 255.0 / 16.0 if self.nodes == 16 else float(self.nodes - 1)
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def _conv_block(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.2), nn.InstanceNorm2d(cout, affine=True)]
+
+
+class ContextNet(nn.Module):
+    """The "CSE" context network: 4 channels (RGB + IR on 0..255, not normalised) -> sigmoid map.
+
+    Layer indices match the official state_dict (``input_layer.0``, ``mid_layer.{0,2,3,5,...}``,
+    ``output_layer.1``) so official weights load strictly without renaming.
+    """
+
+    def __init__(self, width: int = 16, depth: int = 3) -> None:
+        super().__init__()
+        self.input_layer = nn.Sequential(*_conv_block(4, width))
+        mid: list[nn.Module] = []
+        for _ in range(depth):
+            mid += _conv_block(width, width)
+        self.mid_layer = nn.Sequential(*mid)
+        self.output_layer = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(width, 1, 3, padding=1))
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # see context_map
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_layer(x)
+        x = self.mid_layer(x) + x
+        return torch.sigmoid(self.output_layer(x))
+
+
+def luminance(vi_rgb01: torch.Tensor) -> torch.Tensor:
+    """BT.601 Y of an N x 3 x H x W RGB tensor on [0, 1] -> N x 1 x H x W."""
+    r, g, b = vi_rgb01[:, 0:1], vi_rgb01[:, 1:2], vi_rgb01[:, 2:3]
+    return LUMA[0] * r + LUMA[1] * g + LUMA[2] * b
+
+
+def sobel_minmax(y01: torch.Tensor) -> torch.Tensor:
+    """Sobel magnitude of Y (zero padding), min-max normalised per image over H x W."""
+    k = torch.tensor([SOBEL_X, SOBEL_Y], dtype=y01.dtype, device=y01.device).unsqueeze(1)
+    gxy = F.conv2d(y01, k, padding=1)
+    mag = torch.sqrt(gxy[:, 0:1] ** 2 + gxy[:, 1:2] ** 2)
+    lo = mag.amin(dim=(2, 3), keepdim=True)
+    hi = mag.amax(dim=(2, 3), keepdim=True)
+    return (mag - lo) / (hi - lo + MINMAX_EPS)
+
+
+def ycbcr_to_rgb(y: torch.Tensor, vi_rgb01: torch.Tensor) -> torch.Tensor:
+    """Recombine a fused Y with the visible Cb/Cr (full-range BT.601, offsets 0.5)."""
+    r, g, b = vi_rgb01[:, 0:1], vi_rgb01[:, 1:2], vi_rgb01[:, 2:3]
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * b
+    return torch.cat([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], dim=1)
+
+
+def quadrilinear(table: torch.Tensor, coords: list[torch.Tensor]) -> torch.Tensor:
+    """Interpolate an (n, n, n, n) table at four coordinate maps (each N x 1 x H x W, in [0, n-1]).
+
+    For each axis ``lo = floor(x)``, ``hi = min(lo + 1, n - 1)``, weight ``x - lo``; the 16 corners
+    are gathered from the flattened table. This is the reference the exported lowerings match.
+    """
+    n = table.shape[0]
+    flat = table.reshape(-1)
+    los, his, ws = [], [], []
+    for x in coords:
+        lo = torch.floor(x)
+        los.append(lo.long())
+        his.append(torch.clamp(lo + 1, max=n - 1).long())
+        ws.append(x - lo)
+    strides = (n**3, n**2, n, 1)
+    out = torch.zeros_like(coords[0])
+    for corner in range(16):
+        index = torch.zeros_like(los[0])
+        weight = torch.ones_like(coords[0])
+        for axis in range(4):
+            upper = (corner >> (3 - axis)) & 1
+            index = index + (his[axis] if upper else los[axis]) * strides[axis]
+            weight = weight * (ws[axis] if upper else 1.0 - ws[axis])
+        out = out + weight * flat[index]
+    return out
+
+
+class LutFuse(nn.Module):
+    """IR (N x 1 x H x W) and visible RGB (N x 3 x H x W), both float on 0..255 -> fused RGB on [0, 1].
+
+    The output is unclamped like the official release; clamp only when writing 8-bit images.
+    """
+
+    kind = "lutfuse"
+
+    def __init__(self, config: LutFuseConfig | None = None, **overrides: float | int) -> None:
+        super().__init__()
+        self.config = config or LutFuseConfig(**overrides)  # type: ignore[arg-type]
+        n = self.config.nodes
+        self.context = ContextNet(self.config.cse_width, self.config.cse_depth)
+        self.lut = nn.Parameter(torch.zeros(n, n, n, n))
+
+    def context_map(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        """Sigmoid context on [0, 1], at full resolution (upsampled if computed at a lower one)."""
+        # NHWC convolutions reproduce the official outputs to 5e-7; NCHW ones differ by up to 6e-4 on
+        # TNO, because a near-constant InstanceNorm channel amplifies float32 rounding (design.md §1).
+        x = torch.cat([vi, ir], dim=1).contiguous(memory_format=torch.channels_last)
+        s = self.config.context_scale
+        if s >= 1.0:
+            return self.context(x)
+        h, w = x.shape[2:]
+        small = F.interpolate(x, scale_factor=s, mode="area")
+        return F.interpolate(self.context(small), size=(h, w), mode="bilinear", align_corners=False)
+
+    def coordinates(self, ir: torch.Tensor, vi: torch.Tensor) -> list[torch.Tensor]:
+        """The four look-up coordinates [y, g, c, ir] in table units, clamped to the lattice."""
+        vi01 = vi / 255.0
+        y = luminance(vi01)
+        scale = self.config.coord_scale
+        top = float(self.config.nodes - 1) + 0.999999  # keep out-of-range float input on the lattice
+        parts = [y, sobel_minmax(y), self.context_map(ir, vi), ir / 255.0]
+        return [torch.clamp(p * scale, 0.0, top) for p in parts]
+
+    def fused_y(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        return quadrilinear(self.lut, self.coordinates(ir, vi))
+
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        return ycbcr_to_rgb(self.fused_y(ir, vi), vi / 255.0)
+
+
+def lutfuse_from_official(lut: torch.Tensor, context_state: dict[str, torch.Tensor]) -> LutFuse:
+    """Build the official LUT-Fuse from its released table (16^4 x 1) and context state_dict."""
+    if tuple(lut.shape) not in ((16, 16, 16, 16, 1), (16, 16, 16, 16)):
+        raise ValueError(f"official LUT must be 16x16x16x16(x1), got {tuple(lut.shape)}")
+    model = LutFuse(LutFuseConfig(nodes=16))
+    model.context.load_state_dict(context_state, strict=True)
+    with torch.no_grad():
+        model.lut.copy_(lut.reshape(16, 16, 16, 16).float())
+    return model
