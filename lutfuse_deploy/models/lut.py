@@ -182,3 +182,31 @@ def lutfuse_from_official(lut: torch.Tensor, context_state: dict[str, torch.Tens
     with torch.no_grad():
         model.lut.copy_(lut.reshape(16, 16, 16, 16).float())
     return model
+
+
+def node_values(config: LutFuseConfig) -> torch.Tensor:
+    """The [0, 1]-scale value each lattice node stands for (16 nodes: 16·i/255; 17: i/16)."""
+    return torch.arange(config.nodes, dtype=torch.float32) / config.coord_scale
+
+
+def analytic_table(config: LutFuseConfig | None = None) -> torch.Tensor:
+    """A table from a simple rule, for use before (or as the start of) distillation.
+
+    ``Y = (1 - g/2)·max(y, ir) + (g/2)·y``: take the brighter of visible and IR (thermal targets
+    pop out), but lean towards the visible luminance where its gradient is strong (keep texture).
+    The context axis is ignored until training gives it a meaning.
+    """
+    config = config or LutFuseConfig()
+    v = node_values(config)
+    y, g, _c, ir = torch.meshgrid(v, v, v, v, indexing="ij")
+    g = g.clamp(max=1.0)
+    return (1.0 - 0.5 * g) * torch.maximum(y, ir) + 0.5 * g * y
+
+
+def analytic_lutfuse(config: LutFuseConfig | None = None, seed: int = 0) -> LutFuse:
+    """A LUT-Fuse with the analytic table and a seeded context network: needs no external file."""
+    torch.manual_seed(seed)
+    model = LutFuse(config or LutFuseConfig())
+    with torch.no_grad():
+        model.lut.copy_(analytic_table(model.config))
+    return model.eval()

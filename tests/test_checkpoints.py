@@ -1,0 +1,81 @@
+"""The one checkpoint format: round trip, and every refusal is one clear line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import assert_one_line_error, pair_folders, run_cli  # noqa: F401 - fixture import
+from lutfuse_deploy.errors import CheckpointError
+from lutfuse_deploy.io.checkpoints import META_KEY, load_model, read_metadata, save_checkpoint, weights_sha256
+from lutfuse_deploy.models import create_model
+
+
+@pytest.mark.parametrize("kind,config", [("lutfuse", {"nodes": 17, "context_scale": 0.5}),
+                                         ("mmdrfuse-student", {}), ("mmdrfuse-teacher", {})])
+def test_round_trip_keeps_kind_config_and_weights(tmp_path: Path, kind: str, config: dict) -> None:
+    model = create_model(kind, config)
+    path = save_checkpoint(model, tmp_path / "m.safetensors", provenance={"source": "test"})
+    loaded, meta = load_model(path)
+    assert meta["kind"] == kind and meta["config"].items() >= config.items()
+    assert meta["provenance"]["source"] == "test"
+    assert meta["weights_sha256"] == weights_sha256(model.state_dict())
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    assert not loaded.training
+
+
+def _write(path: Path, state: dict[str, torch.Tensor], meta: dict | None) -> Path:
+    save_file(state, str(path), metadata={META_KEY: json.dumps(meta)} if meta is not None else None)
+    return path
+
+
+def _good(tmp_path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    path = save_checkpoint(create_model("mmdrfuse-student"), tmp_path / "good.safetensors")
+    from safetensors.torch import load_file
+
+    return load_file(str(path)), read_metadata(path)
+
+
+def test_refusals(tmp_path: Path) -> None:
+    state, meta = _good(tmp_path)
+    cases: dict[str, tuple[Path, str]] = {}
+    cases["missing"] = (tmp_path / "nope.safetensors", "not found")
+    (tmp_path / "garbage.safetensors").write_bytes(b"\x00\x01not a checkpoint at all")
+    cases["corrupt"] = (tmp_path / "garbage.safetensors", "not a lutfuse-deploy checkpoint")
+    good = (tmp_path / "good.safetensors").read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(good[: len(good) // 2])
+    cases["truncated"] = (tmp_path / "trunc.safetensors", "checkpoint|weights")
+    cases["no metadata"] = (_write(tmp_path / "plain.safetensors", state, None), "without lutfuse-deploy metadata")
+    cases["wrong kind"] = (_write(tmp_path / "kind.safetensors", state, {**meta, "kind": "resnet"}), "unknown model kind")
+    nan_state = {k: v.clone() for k, v in state.items()}
+    next(iter(nan_state.values()))[0] = float("nan")
+    cases["nan"] = (_write(tmp_path / "nan.safetensors", nan_state, {**meta, "weights_sha256": weights_sha256(nan_state)}), "NaN")
+    edited = {k: v + 1 for k, v in state.items()}
+    cases["edited"] = (_write(tmp_path / "edited.safetensors", edited, meta), "sha256")
+    cases["wrong shapes"] = (_write(tmp_path / "shape.safetensors", state, {**meta, "kind": "mmdrfuse-teacher"}), "do not fit")
+    for name, (path, needle) in cases.items():
+        with pytest.raises(CheckpointError, match=needle) as info:
+            load_model(path)
+        assert str(path) in str(info.value), name
+        assert "\n" not in str(info.value), name
+
+
+def test_expected_kind_is_enforced(tmp_path: Path) -> None:
+    path = save_checkpoint(create_model("mmdrfuse-student"), tmp_path / "s.safetensors")
+    with pytest.raises(CheckpointError, match="expected lutfuse"):
+        load_model(path, kind="lutfuse")
+
+
+def test_cli_refuses_non_checkpoint_model(tmp_path: Path, pair_folders: tuple[Path, Path]) -> None:  # noqa: F811
+    bogus = tmp_path / "model.safetensors"
+    bogus.write_text("hello")
+    ir, vi = pair_folders
+    proc = run_cli("fuse", "--model", bogus, "--ir", ir, "--vi", vi, "--out", tmp_path / "o")
+    assert_one_line_error(proc, str(bogus))
+    assert proc.returncode == 1
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

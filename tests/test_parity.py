@@ -1,0 +1,73 @@
+"""Imported official checkpoints reproduce every array of the official code in shared/reference/outputs.
+
+Bound: 1e-4 max abs (FP32), including the unclamped LUT-Fuse RGB. One pair goes through the real
+``fuse --save-float`` command, the rest through the same runner in-process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DATA, REF, needs_reference, reference_entries, run_cli
+from lutfuse_deploy.io.images import ImagePair, load_pair
+from lutfuse_deploy.pipeline import prepare
+from lutfuse_deploy.runtime import create_runner
+
+BOUND = 1e-4
+CASES = [(e, kind) for e in reference_entries() for kind in ("lutfuse", "mmdrfuse-student", "mmdrfuse-teacher")
+         if e.get(kind.replace("-", "_").replace("lutfuse", "lutfuse_rgb"))]
+
+
+def _ref_key(kind: str) -> str:
+    return {"lutfuse": "lutfuse_rgb", "mmdrfuse-student": "mmdrfuse_student", "mmdrfuse-teacher": "mmdrfuse_teacher"}[kind]
+
+
+@needs_reference
+@pytest.mark.parametrize("entry,kind", CASES, ids=[f"{Path(e['ir']).stem}-{k}" for e, k in CASES])
+def test_torch_matches_official_outputs(entry: dict, kind: str, official: dict[str, Path]) -> None:
+    ref = np.load(REF.parent / entry[_ref_key(kind)])
+    runner = create_runner(official[kind], "torch")
+    pair = ImagePair("x", REF.parent / entry["ir"], REF.parent / entry["vi"])
+    ir, vi = load_pair(pair, vi_mode="RGB" if kind == "lutfuse" else "L")
+    out = runner.infer(*prepare(ir, vi, "float"))[0]
+    out = out.transpose(1, 2, 0) if kind == "lutfuse" else out[0]
+    assert out.shape == ref.shape
+    assert float(np.abs(out - ref).max()) <= BOUND
+    if kind == "lutfuse":  # the reference is unclamped: so must we be
+        assert (ref.min() < 0 or ref.max() > 1) == (out.min() < 0 or out.max() > 1)
+
+
+@needs_reference
+def test_fuse_cli_save_float_matches_reference(tmp_path: Path, official: dict[str, Path]) -> None:
+    entry = next(e for e in reference_entries() if "tno" in e["ir"])
+    proc = run_cli("fuse", "--model", official["lutfuse"], "--ir", REF.parent / entry["ir"],
+                   "--vi", REF.parent / entry["vi"], "--out", tmp_path, "--save-float", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    name = Path(entry["ir"]).stem
+    out = np.load(tmp_path / f"{name}.npy")
+    assert np.abs(out - np.load(REF.parent / entry["lutfuse_rgb"])).max() <= BOUND
+    png = tmp_path / f"{name}.png"
+    from PIL import Image
+
+    img = np.asarray(Image.open(png))
+    assert img.shape == out.shape and img.dtype == np.uint8
+    assert np.abs(img.astype(float) - np.clip(out, 0, 1) * 255).max() <= 0.5 + 1e-3
+
+
+@needs_reference
+def test_import_to_folder_then_model_folder_loads(tmp_path: Path) -> None:
+    mm = REF / "mmdrfuse_official"
+    proc = run_cli("import-official", "mmdrfuse", "--student", mm / "student.model", "--teacher",
+                   mm / "teacher.model", "-o", tmp_path / "mm")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "mm").iterdir()) == [
+        "mmdrfuse-student.safetensors", "mmdrfuse-teacher.safetensors"]
+    entry = reference_entries()[0]
+    proc = run_cli("fuse", "--model", tmp_path / "mm", "--ir", DATA.parent / entry["ir"], "--vi",
+                   DATA.parent / entry["vi"], "--out", tmp_path / "o", "--save-float", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    out = np.load(tmp_path / "o" / f"{Path(entry['ir']).stem}.npy")
+    assert np.abs(out - np.load(REF.parent / entry["mmdrfuse_student"])).max() <= BOUND
