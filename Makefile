@@ -1,0 +1,49 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Both create .venv first.
+# torch==2.13.0 is installed before the package so pip never pulls a multi-GB CUDA build; the
+# package itself only asks for torch>=2.3, so users with a CUDA torch keep theirs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test lint typecheck gate quality clean
+
+help:
+	@echo "make demo      fuse a synthetic pair on the CPU, print timing and metrics (no GPU, no download)"
+	@echo "make test      lint, type-check the TensorRT modules, run the tests and the CPU latency gate"
+	@echo "make quality   write docs/quality.md (metrics of shipped vs official models on shared/data)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps tensorrt-stubs  # its deps would fetch TensorRT itself
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/lutfuse-deploy demo --out demo_out
+
+lint: $(STAMP)
+	$(PY) -m ruff check lutfuse_deploy tests
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+# pytest exits 5 when it collects nothing: that is a broken suite here, so say so and fail.
+test: $(STAMP) lint typecheck
+	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken"; exit 1; fi; exit $$rc
+	$(MAKE) --no-print-directory gate
+
+gate: $(STAMP)
+	$(PY) -m lutfuse_deploy.profile.ci_gate
+
+quality: $(STAMP)
+	$(PY) -m lutfuse_deploy.quality
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache .mypy_cache .ruff_cache

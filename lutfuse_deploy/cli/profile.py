@@ -1,0 +1,175 @@
+"""``lutfuse-deploy profile``: time backends side by side, write reports, gate on budgets."""
+
+from __future__ import annotations
+
+import click
+
+from lutfuse_deploy.cli import cli
+
+DEFAULT_RESOLUTIONS = "640x480,800x600,1280x1024,1280x720,1920x1080"
+
+EPILOG = """\b
+Pairing of --model and --backend (both repeatable; --backend also takes a comma list):
+  no --backend           each model on the backend its suffix implies
+                         (.onnx -> onnxruntime, .engine/.plan/.trt -> tensorrt, else torch)
+  one model, k backends  that model on each backend
+  n models, one backend  every model on that backend
+  n models, n backends   zipped in the order given (1st --model with 1st --backend, ...)
+
+\b
+All runners are timed interleaved (round-robin in rotating order, 10 rounds per resolution) on the
+same frames, so their ratios hold on a noisy machine. --iters N gives each runner exactly N timed
+runs; --duration S gives each at least S seconds of measured time (default: --duration 1).
+On --device cuda, runners that offer them also get 'device' (no host<->device copies) and
+'cuda-graph' rows, timed with CUDA events.
+
+\b
+Budgets (--budget FILE.yaml, see recipes/budgets/): absolute p50_ms/p95_ms/p99_ms and ratio_to
+(p50 of this backend / p50 of the reference, same run). Exit status 1 with a table when any
+check is over or not measured, 0 when all hold.
+
+\b
+Examples:
+  lutfuse-deploy profile --model lut.safetensors --backend torch,onnxruntime --threads 2
+  lutfuse-deploy profile --model lut.safetensors --backend torch --model lut.onnx \\
+      --backend onnxruntime --resolutions 640x480 --iters 50 --json prof.json --plot prof.png
+  lutfuse-deploy profile --model lut.safetensors --model lut.onnx \\
+      --resolutions 640x480 --threads 2 --budget my_budgets.yaml
+"""
+
+
+@cli.command("profile", epilog=EPILOG)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Checkpoint (.safetensors), .onnx or TensorRT engine; repeatable.",
+)
+@click.option(
+    "--backend",
+    "backends",
+    multiple=True,
+    metavar="torch|onnxruntime|tensorrt",
+    help="Backend(s); repeatable or comma list. Paired with --model as below.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="Where runners execute; cuda never falls back to cpu.",
+)
+@click.option(
+    "--resolutions",
+    default=DEFAULT_RESOLUTIONS,
+    show_default=True,
+    metavar="WxH[,WxH...]",
+    help="Sizes as WIDTHxHEIGHT (640x480 = 640 wide, 480 high).",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Untimed runs per runner and size before timing.",
+)
+@click.option("--iters", type=click.IntRange(min=1), help="Timed runs per runner and size.")
+@click.option(
+    "--duration",
+    type=float,
+    metavar="SECONDS",
+    help="Minimum measured time per runner and size [default: 1 when --iters is not given].",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="CPU threads per runner (backend default if unset)."
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False),
+    help="Folder with ir/ and vi/: its first pair, resized, is the input (default: synthetic).",
+)
+@click.option(
+    "--reference", metavar="BACKEND", help="Backend of the 'x faster than' column [default: torch]."
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), help="Write results + environment as JSON."
+)
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG plot (needs matplotlib)."
+)
+@click.option("--budget", "budget_path", type=click.Path(dir_okay=False), help="Budgets YAML to gate on.")
+def profile_command(
+    models: tuple[str, ...],
+    backends: tuple[str, ...],
+    device: str,
+    resolutions: str,
+    warmup: int,
+    iters: int | None,
+    duration: float | None,
+    threads: int | None,
+    data_dir: str | None,
+    reference: str | None,
+    json_path: str | None,
+    plot_path: str | None,
+    budget_path: str | None,
+) -> None:
+    """Measure latency of one or more models/backends side by side, on the same inputs."""
+    import importlib.util
+
+    from rich.console import Console
+
+    from lutfuse_deploy.errors import BudgetExceeded, ConfigError, MissingDependency
+    from lutfuse_deploy.profile import report
+    from lutfuse_deploy.profile.gate import load_budgets
+    from lutfuse_deploy.profile.session import pair_models, run_profile, split_backends
+    from lutfuse_deploy.profile.timing import Settings, parse_resolutions
+
+    settings = Settings(warmup=warmup, iters=iters, duration=duration)
+    sizes = parse_resolutions(resolutions)
+    pairs = pair_models(list(models), split_backends(backends))
+    budgets = load_budgets(budget_path) if budget_path else None  # fail on a bad file before timing
+    if reference is not None and reference not in {b for _, b in pairs}:
+        raise ConfigError(f"--reference {reference}: not among the profiled backends")
+    if plot_path and importlib.util.find_spec("matplotlib") is None:
+        raise MissingDependency("matplotlib", "plot")
+
+    def progress(msg: str) -> None:
+        click.echo(msg, err=True)
+
+    run = run_profile(
+        pairs,
+        sizes,
+        settings,
+        device=device,
+        threads=threads,
+        data_dir=data_dir,
+        budgets=budgets,
+        progress=progress,
+    )
+    ref = report.choose_reference(run.results, reference)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=170)
+    console.print(report.results_table(run.results, ref))
+    console.print(f"inputs: {run.inputs}; threads: {threads or 'backend default'}; device: {device}")
+    if json_path:
+        doc = report.profile_document(
+            run.results, run.environment, settings, inputs=run.inputs, reference=ref,
+            checks=run.checks, budget_file=budget_path,
+            run={"pairs": [{"model": m, "backend": b} for m, b in pairs], "device": device,
+                 "threads": threads, "resolutions": [str(r) for r in sizes]},
+        )  # fmt: skip
+        report.write_json(json_path, doc)
+        console.print(f"wrote {json_path}")
+    if plot_path:
+        report.write_plot(plot_path, run.results)
+        console.print(f"wrote {plot_path}")
+    if run.checks is not None:
+        console.print(report.checks_table(run.checks))
+        bad = [c for c in run.checks if not c.held]
+        if bad:
+            raise BudgetExceeded(f"{len(bad)} of {len(run.checks)} budget checks failed ({budget_path})")
+        console.print(f"all {len(run.checks)} budget checks held ({budget_path})")

@@ -1,0 +1,103 @@
+"""The frames every backend is timed on: one real pair resized to each size, or synthetic pixels.
+
+All runners of the same kind and io get the *same* array objects, so a ratio between backends
+compares the same work. Real content matters little for these models' speed but is the honest
+default when a folder is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lutfuse_deploy.errors import InputError
+from lutfuse_deploy.profile.timing import Resolution
+from lutfuse_deploy.runtime.base import Runner, vi_channels
+
+Frame = tuple[np.ndarray, np.ndarray]  # (ir uint8 H x W, vi uint8 H x W x 3)
+
+
+def synthetic_frame(res: Resolution, seed: int = 0) -> Frame:
+    """Smooth gradients plus noise, so per-image normalisations (Sobel min-max) are not degenerate."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0 : res.height, 0 : res.width].astype(np.float32)
+    base = 127.5 + 100.0 * np.sin(xx / 37.0) * np.cos(yy / 23.0)
+    ir = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    vi = np.stack([np.clip(base * f + rng.normal(0, 12, base.shape), 0, 255) for f in (1.0, 0.8, 0.6)], -1)
+    return ir, vi.astype(np.uint8)
+
+
+def first_pair(data_dir: str | Path) -> tuple[Path, Path]:
+    """The first ``ir/`` + ``vi/`` pair (by name) in ``data_dir``."""
+    root = Path(data_dir)
+    ir_dir, vi_dir = root / "ir", root / "vi"
+    if not ir_dir.is_dir() or not vi_dir.is_dir():
+        raise InputError(f"--data {root}: expected sub-folders ir/ and vi/ with matching file names")
+    from lutfuse_deploy.io.images import find_pairs
+
+    pairs, problems = find_pairs(ir_dir, vi_dir)
+    if not pairs:
+        why = f" ({problems[0]})" if problems else ""
+        raise InputError(f"--data {root}: no ir/vi pair found{why}")
+    pair = min(pairs, key=lambda p: p.name)
+    return Path(pair.ir), Path(pair.vi)
+
+
+def resized_frame(ir_path: Path, vi_path: Path, res: Resolution) -> Frame:
+    """Read a pair with the project's readers and resize both (bilinear) to ``res``."""
+    from PIL import Image
+
+    from lutfuse_deploy.io.images import read_ir, read_vi
+
+    ir = Image.fromarray(read_ir(ir_path)).resize((res.width, res.height), Image.Resampling.BILINEAR)
+    vi = Image.fromarray(read_vi(vi_path, mode="RGB")).resize(
+        (res.width, res.height), Image.Resampling.BILINEAR
+    )
+    return np.asarray(ir, dtype=np.uint8), np.asarray(vi, dtype=np.uint8)
+
+
+def to_batch(frame: Frame, kind: str, io: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ir, vi) as the Runner contract wants them: N=1, NCHW, float32 0..255 or uint8."""
+    ir, vi = frame
+    if vi_channels(kind) == 1:
+        from PIL import Image
+
+        vi = np.asarray(Image.fromarray(vi).convert("L"))  # ITU-R 601-2 luma, as design.md says
+        vi_b = vi[None, None]
+    else:
+        vi_b = np.ascontiguousarray(vi.transpose(2, 0, 1))[None]
+    ir_b = ir[None, None]
+    dtype = np.uint8 if io == "uint8" else np.float32
+    return np.ascontiguousarray(ir_b, dtype=dtype), np.ascontiguousarray(vi_b, dtype=dtype)
+
+
+class InputSource:
+    """``source(res, runner) -> (ir, vi)``, cached per (resolution, kind, io) for identical inputs."""
+
+    def __init__(self, data_dir: str | Path | None = None, seed: int = 0) -> None:
+        self.pair = first_pair(data_dir) if data_dir is not None else None
+        self.seed = seed
+        self._res: Resolution | None = None
+        self._frame: Frame | None = None
+        self._batches: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def description(self) -> str:
+        if self.pair is None:
+            return f"synthetic (seed {self.seed})"
+        return f"{self.pair[0]} + {self.pair[1]}, resized (bilinear)"
+
+    def frame(self, res: Resolution) -> Frame:
+        if res != self._res:  # keep one size in memory at a time
+            self._res, self._batches = res, {}
+            self._frame = resized_frame(*self.pair, res) if self.pair else synthetic_frame(res, self.seed)
+        assert self._frame is not None
+        return self._frame
+
+    def __call__(self, res: Resolution, runner: Runner) -> tuple[np.ndarray, np.ndarray]:
+        frame = self.frame(res)
+        key = (runner.kind, runner.io)
+        if key not in self._batches:
+            self._batches[key] = to_batch(frame, runner.kind, runner.io)
+        return self._batches[key]

@@ -1,0 +1,221 @@
+"""Profile output: a rich table, a JSON record with the environment, and a PNG plot.
+
+Speed-ups compare p50 against the reference backend's ``e2e`` result for the same model kind and
+resolution (the first such runner, in command-line order): ``2.0x`` means half the median latency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lutfuse_deploy.errors import ConfigError, MissingDependency
+from lutfuse_deploy.io.files import atomic_path, write_json_atomic
+from lutfuse_deploy.profile.gate import Check
+from lutfuse_deploy.profile.timing import Measurement, Settings
+
+SCHEMA_VERSION = 1
+STAT_KEYS = ("min_ms", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "fps")
+
+
+def choose_reference(results: Sequence[Measurement], requested: str | None = None) -> str | None:
+    """The backend ratios refer to: the requested one, else torch when measured, else the first."""
+    backends = list(dict.fromkeys(m.backend for m in results))
+    if requested is not None:
+        if requested not in backends:
+            raise ConfigError(
+                f"--reference {requested}: not among the measured backends ({', '.join(backends)})"
+            )
+        return requested
+    if not backends:
+        return None
+    return "torch" if "torch" in backends else backends[0]
+
+
+def speedups(results: Sequence[Measurement], reference: str | None) -> list[float | None]:
+    """For each result, reference p50 / its p50 (None where no reference result exists)."""
+    refs: dict[tuple[str, Any], Measurement] = {}
+    for m in results:
+        if m.backend == reference and m.mode == "e2e":
+            refs.setdefault((m.kind, m.resolution), m)
+    out: list[float | None] = []
+    for m in results:
+        ref = refs.get((m.kind, m.resolution))
+        ok = ref is not None and m.stats.p50_ms > 0
+        out.append(ref.stats.p50_ms / m.stats.p50_ms if ok and ref is not None else None)
+    return out
+
+
+def _label(m: Measurement, results: Sequence[Measurement]) -> str:
+    """``kind/backend`` plus the file name when two artifacts share kind and backend."""
+    twins = {r.artifact for r in results if r.kind == m.kind and r.backend == m.backend}
+    name = f"{m.kind}/{m.backend}"
+    if len(twins) > 1:
+        name += f" [{Path(m.artifact).name}]"
+    return name if m.mode == "e2e" else f"{name} {m.mode}"
+
+
+def result_dict(m: Measurement, speedup: float | None, reference: str | None) -> dict[str, Any]:
+    stats = m.stats.as_dict()
+    return {
+        "model": m.kind,
+        "artifact": m.artifact,
+        "backend": m.backend,
+        "device": m.device,
+        "mode": m.mode,
+        "resolution": str(m.resolution),
+        "width": m.resolution.width,
+        "height": m.resolution.height,
+        "megapixels": m.resolution.megapixels,
+        "iterations": stats.pop("n"),
+        "warmup": m.warmup,
+        **{k: _finite(stats[k]) for k in STAT_KEYS},
+        "peak_rss_mb": round(m.peak_rss_mb, 1),
+        "gpu_peak_mb": None if m.gpu_peak_mb is None else round(m.gpu_peak_mb, 1),
+        "speedup_vs_reference": _finite(speedup),
+        "reference": reference,
+    }
+
+
+def _finite(x: float | None) -> float | None:
+    """JSON has no infinity: a non-finite number is written as null."""
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def profile_document(
+    results: Sequence[Measurement],
+    environment: dict[str, Any],
+    settings: Settings,
+    *,
+    inputs: str,
+    reference: str | None,
+    checks: Sequence[Check] | None = None,
+    budget_file: str | None = None,
+    run: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON record: schema, environment, settings (plus ``run``: what was asked for, so the
+    numbers can be re-measured), one entry per result, and the budget checks."""
+    ups = speedups(results, reference)
+    doc: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "environment": environment,
+        "settings": {**settings.as_dict(), "inputs": inputs, "reference": reference, **(run or {})},
+        "results": [result_dict(m, s, reference) for m, s in zip(results, ups, strict=True)],
+    }
+    if checks is not None:
+        doc["budget"] = {
+            "file": budget_file,
+            "passed": all(c.held for c in checks),
+            "checks": [c.as_dict() for c in checks],
+        }
+    return doc
+
+
+def write_json(path: str | Path, doc: dict[str, Any]) -> None:
+    write_json_atomic(path, doc)
+
+
+# -- tables ----------------------------------------------------------------------------------------
+def _ms(x: float) -> str:
+    return f"{x:.3f}" if x < 10 else f"{x:.2f}" if x < 100 else f"{x:.1f}"
+
+
+def results_table(results: Sequence[Measurement], reference: str | None) -> Any:
+    """Rows = runner x mode x resolution; columns = the stats in ms, fps, memory and the speed-up."""
+    from rich.table import Table
+
+    show_ratio = reference is not None and len({m.backend for m in results}) > 1
+    show_gpu = any(m.gpu_peak_mb is not None for m in results)
+    table = Table(title="latency (ms)", title_justify="left", header_style="bold")
+    for name in (
+        "model/backend",
+        "size",
+        "n",
+        "min",
+        "p50",
+        "p90",
+        "p95",
+        "p99",
+        "max",
+        "mean",
+        "std",
+        "fps",
+    ):
+        table.add_column(name, justify="left" if name in ("model/backend", "size") else "right")
+    table.add_column("RSS MB", justify="right")
+    if show_gpu:
+        table.add_column("GPU MB", justify="right")
+    if show_ratio:
+        table.add_column(f"x faster than {reference}", justify="right")
+    for m, up in zip(results, speedups(results, reference), strict=True):
+        s = m.stats
+        row = [_label(m, results), str(m.resolution), str(s.n)]
+        row += [
+            _ms(v) for v in (s.min_ms, s.p50_ms, s.p90_ms, s.p95_ms, s.p99_ms, s.max_ms, s.mean_ms, s.std_ms)
+        ]
+        row += [f"{s.fps:.1f}", f"{m.peak_rss_mb:.0f}"]
+        if show_gpu:
+            row.append("-" if m.gpu_peak_mb is None else f"{m.gpu_peak_mb:.0f}")
+        if show_ratio:
+            row.append("-" if up is None else f"{up:.2f}x")
+        table.add_row(*row)
+    return table
+
+
+def checks_table(checks: Sequence[Check]) -> Any:
+    """Budget checks, the failing ones first, each with limit, measured value and status."""
+    from rich.table import Table
+
+    table = Table(title="latency budgets", title_justify="left", header_style="bold")
+    for name in ("#", "target", "metric", "limit", "measured", "status", "note"):
+        table.add_column(name, justify="right" if name in ("#", "limit", "measured") else "left")
+    style = {"held": "green", "over": "bold red", "not measured": "bold red", "ambiguous": "bold red"}
+    for c in sorted(checks, key=lambda c: (c.held, c.budget.index)):
+        measured = "-" if c.measured is None else f"{c.measured:.3f}"
+        table.add_row(
+            str(c.budget.index), c.budget.target, c.metric, f"{c.limit:g}", measured,
+            f"[{style[c.status]}]{c.status}[/]", c.note,
+        )  # fmt: skip
+    return table
+
+
+# -- plot ------------------------------------------------------------------------------------------
+def write_plot(path: str | Path, results: Sequence[Measurement]) -> None:
+    """PNG: p50 latency vs megapixels per runner (band min..p95), and histograms at the largest size."""
+    try:
+        from matplotlib.figure import Figure  # object API: no pyplot global state, no display needed
+    except ImportError as exc:
+        raise MissingDependency("matplotlib", "plot") from exc
+    if not results:
+        raise ConfigError("--plot: nothing was measured")
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    ax_lat, ax_hist = fig.subplots(1, 2)
+    labels = list(dict.fromkeys(_label(m, results) for m in results))
+    for label in labels:
+        rows = sorted(
+            (m for m in results if _label(m, results) == label), key=lambda m: m.resolution.megapixels
+        )
+        mp = [m.resolution.megapixels for m in rows]
+        ax_lat.plot(mp, [m.stats.p50_ms for m in rows], marker="o", label=label)
+        ax_lat.fill_between(mp, [m.stats.min_ms for m in rows], [m.stats.p95_ms for m in rows], alpha=0.2)
+    ax_lat.set(xlabel="megapixels", ylabel="latency p50 (ms), band min..p95", title="latency vs image size")
+    ax_lat.set_yscale("log")
+    ax_lat.grid(True, which="both", alpha=0.3)
+    ax_lat.legend(fontsize="small")
+
+    largest = max((m.resolution for m in results), key=lambda r: r.megapixels)
+    at = [m for m in results if m.resolution == largest]
+    lo = max(min(float(m.samples_ms.min()) for m in at), 1e-6)
+    hi = max(max(float(m.samples_ms.max()) for m in at), lo * 1.01)
+    bins = np.geomspace(lo, hi, 50)
+    for m in at:
+        ax_hist.hist(m.samples_ms, bins=bins, histtype="step", linewidth=1.5, label=_label(m, results))
+    ax_hist.set_xscale("log")
+    ax_hist.set(xlabel="latency (ms)", ylabel="iterations", title=f"latency histogram at {largest}")
+    ax_hist.legend(fontsize="small")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)

@@ -1,0 +1,120 @@
+"""One profile run: pair models with backends, create the runners, check budgets can be measured,
+measure everything interleaved, and evaluate the budgets. The CLI calls ``run_profile`` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lutfuse_deploy.errors import ConfigError, InputError
+from lutfuse_deploy.profile.gate import Budget, Check, evaluate, unplannable
+from lutfuse_deploy.profile.timing import Measurement, Resolution, Settings, profile_runners
+
+#: File suffix -> backend, used when no --backend is given.
+SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt"}
+
+
+def split_backends(values: Sequence[str]) -> list[str]:
+    """Flatten repeated and comma-separated --backend values, validating each name."""
+    from lutfuse_deploy.runtime import BACKENDS
+
+    out = [b.strip() for v in values for b in v.split(",") if b.strip()]
+    for b in out:
+        if b not in BACKENDS:
+            raise InputError(f"--backend {b!r}: choose one of {', '.join(BACKENDS)}")
+    return out
+
+
+def backend_for(model: str | Path) -> str:
+    return SUFFIX_BACKENDS.get(Path(model).suffix.lower(), "torch")
+
+
+def pair_models(models: Sequence[str], backends: Sequence[str]) -> list[tuple[str, str]]:
+    """(model, backend) pairs. No backends: each model on its suffix's backend; one model: it on
+    every backend; one backend: every model on it; as many of each: zipped in order. (Documented for
+    users in ``lutfuse-deploy profile --help``.)"""
+    if not models:
+        raise InputError("give at least one --model")
+    if not backends:
+        pairs = [(m, backend_for(m)) for m in models]
+    elif len(models) == 1:
+        pairs = [(models[0], b) for b in backends]
+    elif len(backends) == 1:
+        pairs = [(m, backends[0]) for m in models]
+    elif len(models) == len(backends):
+        pairs = list(zip(models, backends, strict=True))
+    else:
+        raise InputError(
+            f"{len(models)} --model and {len(backends)} --backend values: give one model with several "
+            "backends, several models with one backend, or as many of each (paired in order)"
+        )
+    seen: set[tuple[str, str]] = set()
+    for m, b in pairs:
+        if (m, b) in seen:
+            raise InputError(f"{m} on {b} is given twice")
+        seen.add((m, b))
+    return pairs
+
+
+@dataclass
+class ProfileRun:
+    results: list[Measurement]
+    environment: dict[str, Any]
+    inputs: str
+    checks: list[Check] | None = None
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+
+
+def run_profile(
+    pairs: Sequence[tuple[str, str]],
+    resolutions: Sequence[Resolution],
+    settings: Settings,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    data_dir: str | Path | None = None,
+    budgets: Sequence[Budget] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ProfileRun:
+    """Create one runner per pair, measure all of them interleaved, evaluate ``budgets`` if given."""
+    from lutfuse_deploy import runtime
+    from lutfuse_deploy.profile.environment import collect_environment
+    from lutfuse_deploy.profile.inputs import InputSource
+
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise InputError(f"--device {device!r}: choose cpu or cuda")
+    if device.startswith("cuda"):
+        from lutfuse_deploy.profile.cuda import require_cuda
+
+        require_cuda()
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be >= 1, got {threads}")
+    for model, _ in pairs:
+        if not Path(model).exists():
+            raise InputError(f"--model {model}: no such file")
+    source = InputSource(data_dir)  # before loading models: a bad --data fails fast
+    with contextlib.ExitStack() as stack:
+        runners = []
+        for model, backend in pairs:
+            if progress:
+                progress(f"loading {model} on {backend} ({device})")
+            runners.append(
+                stack.enter_context(runtime.create_runner(model, backend, threads=threads, device=device))
+            )
+        if budgets:
+            planned = {(r.kind, r.backend, res) for r in runners for res in resolutions}
+            gaps = unplannable(budgets, planned)
+            if gaps:
+                raise ConfigError(
+                    f"{gaps[0]}, which this run does not measure (check --model/--backend/--resolutions)"
+                )
+        results = profile_runners(
+            runners, resolutions, settings, source, artifacts=[str(m) for m, _ in pairs], progress=progress
+        )
+        environment = collect_environment(threads, device)
+    checks = evaluate(budgets, results) if budgets else None
+    return ProfileRun(results, environment, source.description, checks, list(pairs))
