@@ -1,0 +1,185 @@
+"""``lutfuse-deploy build-engine`` and ``lutfuse-deploy targets``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from lutfuse_deploy.cli import cli
+
+BUILD_EPILOG = """\b
+Builds here when this machine has TensorRT and a GPU with the target's compute capability;
+otherwise writes a build bundle (ONNX, manifest.json, build.sh with the toolkit and trtexec lines)
+to ENGINES/<target>/<model>-<precision>/ to run on the device, or builds it there with --remote.
+\b
+Examples:
+  lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision fp16
+  lutfuse-deploy build-engine --onnx lut.onnx --target auto --shapes 480x640
+  lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision int8 --calib msrs
+  lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --remote nvidia@orin.local
+"""
+
+
+@cli.command("build-engine", epilog=BUILD_EPILOG)
+@click.option("--onnx", "onnx_path", required=True, type=click.Path(path_type=Path), help="Exported .onnx.")
+@click.option("--target", required=True, help="Target name (see `targets`), a target YAML, or auto.")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8", "best"]),
+    default=None,
+    help="Default: the target's default_precision.",
+)
+@click.option(
+    "--shapes",
+    default=None,
+    metavar="MIN:OPT:MAX",
+    help="H x W profile, e.g. 240x320:480x640:1080x1920 (one HxW = static). Default: the target's.",
+)
+@click.option(
+    "--calib",
+    default=None,
+    metavar="LIST|DIR|NPZ|NAME",
+    help="INT8 calibration data: calibration/NAME.txt, a list file, a folder with ir/ and vi/, or calib.npz.",
+)
+@click.option(
+    "--workspace",
+    "workspace_gib",
+    type=float,
+    default=None,
+    metavar="GiB",
+    help="Builder workspace limit. Default: the target's workspace_gib.",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_root",
+    type=click.Path(path_type=Path),
+    default=Path("engines"),
+    show_default=True,
+    help="Root folder for engines and bundles.",
+)
+@click.option(
+    "--remote",
+    default=None,
+    metavar="USER@HOST",
+    help="Copy the bundle there over ssh, build, fetch the engine.",
+)
+@click.option(
+    "--dla", "dla_core", type=int, default=None, metavar="CORE", help="Build for this DLA core (Jetson)."
+)
+@click.option(
+    "--qdq", is_flag=True, help="INT8 via explicit Q/DQ nodes inserted here (required on TensorRT 11)."
+)
+@click.option("--name", default=None, help="Model name for the output folder (default: the ONNX file stem).")
+@click.option("--force", is_flag=True, help="Rebuild even when an identical engine exists.")
+@click.option("--require-build", is_flag=True, help="Fail instead of writing a bundle (used by build.sh).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def build_engine_cmd(
+    onnx_path: Path,
+    target: str,
+    precision: str | None,
+    shapes: str | None,
+    calib: str | None,
+    workspace_gib: float | None,
+    out_root: Path,
+    remote: str | None,
+    dla_core: int | None,
+    qdq: bool,
+    name: str | None,
+    force: bool,
+    require_build: bool,
+    as_json: bool,
+) -> None:
+    """Build a TensorRT engine for a target device, or a bundle to build it on the device."""
+    from lutfuse_deploy.engines.build import BuildRequest, build_engine
+
+    result = build_engine(
+        BuildRequest(
+            onnx=onnx_path,
+            target=target,
+            precision=precision,
+            shapes=shapes,
+            calib=calib,
+            workspace_gib=workspace_gib,
+            out_root=out_root,
+            remote=remote,
+            dla_core=dla_core,
+            qdq=qdq,
+            force=force,
+            require_build=require_build,
+            name=name,
+        )
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    m = result.manifest
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    if result.action == "bundle":
+        click.echo(f"no engine built here: {result.reason}")
+        click.echo(f"bundle: {result.folder}")
+        click.echo(
+            f"  {m['precision']} for {m['target']} (sm {m['compute_capability']}, TensorRT "
+            f"{m['tensorrt_major']}.x), shapes {_shapes(m)}, onnx sha256 {m['onnx_sha256'][:16]}..."
+        )
+        click.echo(f"on the device: {result.device_command}")
+        click.echo("or from here:  the same build-engine command with --remote USER@HOST")
+        return
+    verb = {"built": "built", "reused": "reused", "remote-built": "built remotely"}[result.action]
+    click.echo(f"{verb}: {result.engine} ({result.reason})")
+    click.echo(
+        f"  {m['precision']}, TensorRT {m['tensorrt_version']}, {m['gpu_name']} (sm {m['compute_capability']}), "
+        f"shapes {_shapes(m)}"
+    )
+
+
+def _shapes(m: dict[str, object]) -> str:
+    s = m.get("shapes")
+    if not isinstance(s, dict):
+        return "?"
+    return ":".join("x".join(str(d) for d in s[k]) for k in ("min", "opt", "max"))
+
+
+@cli.command("targets")
+@click.option("--json", "as_json", is_flag=True, help="Print the targets as JSON.")
+def targets_cmd(as_json: bool) -> None:
+    """List the deployment targets (recipes/targets/*.yaml)."""
+    from lutfuse_deploy.engines.targets import list_targets
+
+    targets = list_targets()
+    if as_json:
+        click.echo(json.dumps([t.to_dict() for t in targets], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="deployment targets (latencies: published, not measured here)")
+    for col in (
+        "target",
+        "sm",
+        "TensorRT",
+        "memory GB",
+        "DLA",
+        "precisions",
+        "default",
+        "shapes HxW",
+        "published",
+    ):
+        table.add_column(col)
+    for t in targets:
+        anchors = "; ".join(f"{a.model} {a.width}x{a.height} {a.latency_ms:g} ms" for a in t.anchors) or "-"
+        table.add_row(
+            t.name,
+            t.compute_capability,
+            f"{t.tensorrt_major}.x",
+            "/".join(f"{m:g}" for m in t.memory_gb) or "-",
+            str(t.dla_cores),
+            " ".join(t.precisions),
+            t.default_precision,
+            str(t.default_shapes),
+            anchors,
+        )
+    Console(width=160).print(table)

@@ -1,0 +1,292 @@
+"""``build_engine``: the one function ``lutfuse-deploy build-engine`` calls.
+
+Resolve the target, read the ONNX, plan the precision (refusing what the TensorRT version or the
+device cannot do), then either build here (a local GPU with the target's compute capability and an
+importable TensorRT), reuse an identical engine, or write a build bundle, optionally building it on
+a remote device over ssh. Every refusal happens before anything is written.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from lutfuse_deploy.engines import calibration as calib
+from lutfuse_deploy.engines.bundle import (
+    CALIB_CACHE,
+    TIMING_CACHE,
+    BundleSpec,
+    bundle_dir,
+    check_name,
+    stage_bundle,
+    staging_dir,
+)
+from lutfuse_deploy.engines.manifest import MANIFEST_NAME, read_manifest, reuse_decision, write_manifest
+from lutfuse_deploy.engines.onnx_info import OnnxInfo, check_for_tensorrt, check_shapes, inspect_onnx
+from lutfuse_deploy.engines.precision import AUTOCAST_COMMAND, plan_precision
+from lutfuse_deploy.engines.targets import LocalGpu, Target, detect_gpu, load_target, parse_shapes
+from lutfuse_deploy.engines.tensorrt import major_of, tensorrt_version
+from lutfuse_deploy.errors import EngineError, InputError, LutfuseError
+
+CALIBRATION_CACHE_DIR = ".calibration"
+
+
+@dataclass
+class BuildRequest:
+    onnx: Path
+    target: str
+    precision: str | None = None
+    shapes: str | None = None
+    calib: str | None = None
+    workspace_gib: float | None = None
+    out_root: Path = Path("engines")
+    remote: str | None = None
+    dla_core: int | None = None
+    qdq: bool = False
+    force: bool = False
+    require_build: bool = False  # build here or fail (build.sh on the device uses it)
+    name: str | None = None
+
+
+@dataclass
+class BuildResult:
+    action: str  # "built", "reused", "bundle", "remote-built"
+    folder: Path
+    manifest: dict[str, Any]
+    reason: str = ""
+    engine: Path | None = None
+    device_command: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "folder": str(self.folder),
+            "engine": str(self.engine) if self.engine else None,
+            "reason": self.reason,
+            "device_command": self.device_command,
+            "notes": self.notes,
+            "manifest": self.manifest,
+        }
+
+
+def local_capability(target: Target) -> tuple[str | None, LocalGpu | None, str]:
+    """(TensorRT version, GPU, reason) where a build for ``target`` can run here; (None, .., why not)."""
+    version = tensorrt_version()
+    if version is None:
+        return None, None, "TensorRT is not installed here"
+    gpu = detect_gpu()
+    if gpu is None:
+        return None, None, "no NVIDIA GPU found here"
+    if gpu.compute_capability != target.compute_capability:
+        return (
+            None,
+            gpu,
+            (
+                f"this GPU ({gpu.name}, sm {gpu.compute_capability}) is not a {target.name} "
+                f"(sm {target.compute_capability})"
+            ),
+        )
+    return version, gpu, ""
+
+
+def _calibration(
+    req: BuildRequest, info: OnnxInfo, hw: tuple[int, int], needed: bool
+) -> calib.CalibrationSet | None:
+    if req.calib is None or not needed:
+        return None
+    return calib.load_calibration(req.calib, vi_channels=info.vi_channels, hw=hw)
+
+
+def build_engine(req: BuildRequest) -> BuildResult:
+    if req.remote is not None:
+        from lutfuse_deploy.engines.remote import check_remote
+
+        check_remote(req.remote)
+    target = load_target(req.target)
+    info = inspect_onnx(req.onnx)
+    check_for_tensorrt(info)
+    model = req.name or info.model_name
+    check_name(model, "model name (set it with --name)")
+    shapes = parse_shapes(req.shapes) if req.shapes else target.default_shapes
+    check_shapes(info, shapes)
+    precision = req.precision or target.default_precision
+    workspace = req.workspace_gib if req.workspace_gib is not None else target.workspace_gib
+    if workspace <= 0:
+        raise InputError(f"--workspace must be > 0 GiB, got {workspace:g}")
+    if req.remote:  # the user asked for the device: do not build here even if this GPU matches
+        version, gpu, why_not = None, None, f"building on {req.remote}"
+    else:
+        version, gpu, why_not = local_capability(target)
+    major = major_of(version) if version else target.tensorrt_major
+    plan = plan_precision(
+        precision,
+        major,
+        target,
+        has_lookup=info.has_lookup,
+        onnx_has_qdq=info.has_qdq,
+        onnx_has_fp16=info.has_fp16,
+        have_calibration=req.calib is not None,
+        qdq=req.qdq,
+        dla_core=req.dla_core,
+        onnx_ops=info.ops,
+    )
+    data = _calibration(req, info, shapes.opt, plan.calibrator or plan.insert_qdq)
+    folder = bundle_dir(req.out_root, target.name, model, precision, req.dla_core)
+    cache_dir = req.out_root / CALIBRATION_CACHE_DIR
+    notes = []
+    if version and major != target.tensorrt_major:
+        notes.append(
+            f"{target.name} expects TensorRT {target.tensorrt_major}; building with TensorRT {version}"
+        )
+    spec = BundleSpec(target, info, plan, shapes, workspace, model, req.dla_core, data)
+    if version is not None and gpu is not None:
+        return _build_here(spec, folder, version, gpu, cache_dir, req.force, notes)
+    if req.require_build:
+        raise EngineError(f"cannot build for {target.name} here: {why_not}")
+    if data is not None and plan.calibrator:
+        spec = replace(spec, calib_cache=calib.find_cache(cache_dir, info.sha256, data.digest, major))
+    result = _write_bundle(spec, folder, req.force, why_not, notes)
+    if req.remote and result.action != "reused":
+        from lutfuse_deploy.engines.remote import remote_build
+
+        manifest = remote_build(folder, req.remote, target.name)
+        return BuildResult(
+            "remote-built",
+            folder,
+            manifest,
+            f"built on {req.remote}",
+            folder / str(manifest["engine_file"]),
+            notes=notes,
+        )
+    return result
+
+
+def _existing(folder: Path) -> dict[str, Any] | None:
+    try:
+        return read_manifest(folder / MANIFEST_NAME) if (folder / MANIFEST_NAME).is_file() else None
+    except LutfuseError:
+        return None
+
+
+def _write_bundle(spec: BundleSpec, folder: Path, force: bool, why: str, notes: list[str]) -> BuildResult:
+    from lutfuse_deploy.engines.bundle import bundle_manifest
+
+    wanted = bundle_manifest(spec)
+    old = _existing(folder)
+    command = f"bash {folder}/build.sh   (copy {folder} to the {spec.target.name} first, keeping that path)"
+    if old is not None and not force:
+        same, _ = reuse_decision(old, wanted, folder)
+        if same:
+            return BuildResult(
+                "reused",
+                folder,
+                old,
+                f"{why}; the bundle already holds this engine",
+                folder / str(old["engine_file"]),
+                command,
+                notes,
+            )
+    with staging_dir(folder) as tmp:
+        manifest = stage_bundle(spec, tmp)
+    if spec.plan.autocast_fp16:
+        notes.append(
+            f"TensorRT 11 FP16: build.sh runs `{AUTOCAST_COMMAND}` (pip install nvidia-modelopt) first"
+        )
+    return BuildResult("bundle", folder, manifest, why, None, command, notes)
+
+
+def _build_here(
+    spec: BundleSpec,
+    folder: Path,
+    version: str,
+    gpu: LocalGpu,
+    cache_dir: Path,
+    force: bool,
+    notes: list[str],
+) -> BuildResult:
+    from lutfuse_deploy.engines.bundle import bundle_manifest
+    from lutfuse_deploy.engines.tensorrt import onnx_to_engine
+
+    wanted = bundle_manifest(spec)
+    wanted.update(compute_capability=gpu.compute_capability, tensorrt_version=version)
+    old = _existing(folder)
+    if old is not None and not force:
+        same, why = reuse_decision(old, wanted, folder)
+        if same:
+            return BuildResult("reused", folder, old, why, folder / str(old["engine_file"]), notes=notes)
+    plan = spec.plan
+    cache_file = None
+    calibrator = None
+    if plan.calibrator:
+        assert spec.calib_data is not None  # plan_precision refuses int8 without calibration data
+        cache_file = cache_dir / calib.cache_name(spec.info.sha256, spec.calib_data.digest, version)
+        calibrator = calib.make_entropy_calibrator(spec.calib_data, spec.info.io, cache_file)
+    with staging_dir(folder) as tmp:
+        manifest = stage_bundle(spec, tmp)
+        source = tmp / spec.onnx_name
+        if plan.insert_qdq:
+            source = tmp / spec.qdq_name  # written by stage_bundle
+        elif plan.autocast_fp16:
+            source = _autocast(spec, tmp)
+        built = onnx_to_engine(
+            source,
+            tmp / spec.engine_name,
+            plan=plan,
+            shapes=spec.shapes,
+            vi_channels=spec.info.vi_channels,
+            workspace_gib=spec.workspace_gib,
+            timing_cache=folder.parent / TIMING_CACHE,
+            calibrator=calibrator,
+            dla_core=spec.dla_core,
+        )
+        if cache_file is not None and cache_file.is_file():
+            shutil.copyfile(cache_file, tmp / CALIB_CACHE)  # lets the bundle's trtexec line reuse the scales
+        from lutfuse_deploy.io.files import sha256_file
+
+        manifest.update(
+            status="built",
+            engine_file=spec.engine_name,
+            engine_sha256=sha256_file(built.engine),
+            tensorrt_version=version,
+            tensorrt_major=major_of(version),
+            gpu_name=gpu.name,
+            compute_capability=gpu.compute_capability,
+            build_seconds=round(built.build_seconds, 3),
+            fp32_layers=built.fp32_layers,
+            calibration_cache=CALIB_CACHE if cache_file is not None else None,
+        )
+        write_manifest(tmp / MANIFEST_NAME, manifest)
+    return BuildResult(
+        "built",
+        folder,
+        manifest,
+        f"built with TensorRT {version} on {gpu.name}",
+        folder / spec.engine_name,
+        notes=notes,
+    )
+
+
+def _autocast(spec: BundleSpec, folder: Path) -> Path:
+    """TensorRT 11 FP16 through ModelOpt AutoCast (the documented route), keeping the lookup in FP32."""
+    try:
+        from modelopt.onnx.autocast import convert_to_mixed_precision
+    except ImportError:
+        raise EngineError(
+            "TensorRT 11 has no FP16 flag: FP16 comes from ModelOpt AutoCast, which is not installed "
+            f"(pip install nvidia-modelopt), or pass an ONNX already converted with `{AUTOCAST_COMMAND}`"
+        ) from None
+    import onnx
+
+    model = convert_to_mixed_precision(
+        onnx_path=str(folder / spec.onnx_name),
+        low_precision_type="fp16",
+        keep_io_types=True,
+        op_types_to_exclude=["GridSample"] if spec.info.has_lookup else None,
+        nodes_to_exclude=list(spec.info.guard_nodes) if spec.plan.pin_fp32 else None,
+    )
+    out = folder / spec.fp16_name
+    onnx.save(model, str(out))
+    return out

@@ -1,0 +1,262 @@
+"""INT8 calibration data, the TensorRT 10 entropy calibrator and the TensorRT 11 Q/DQ route.
+
+Calibration data comes from ``calibration/*.txt`` (one ``IR VI`` pair per line, paths relative to
+``data_root()``), from a folder with ``ir/`` and ``vi/``, or from the ``calib.npz`` a build bundle
+carries (uint8 batches already at the profile's OPT size, so the device needs no dataset). Images
+are resized to OPT, the shape TensorRT calibrates at.
+
+* TensorRT 10: ``make_entropy_calibrator`` feeds the batches through torch CUDA tensors; its cache
+  file is named by ONNX sha256 + data digest + TensorRT version, so a changed model, data set or
+  TensorRT never reuses stale scales.
+* TensorRT 11 has no calibrator: ``insert_qdq`` writes explicit Q/DQ nodes with ONNX Runtime's
+  static quantiser (symmetric INT8, entropy calibration, on the CPU), keeping the lookup in FP32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lutfuse_deploy.errors import InputError, MissingDependency
+from lutfuse_deploy.io.files import atomic_path, write_bytes_atomic
+from lutfuse_deploy.paths import REPO_ROOT, data_root
+
+CALIB_MAX_IMAGES = 32
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """uint8 batches: ``ir`` N x 1 x H x W and ``vi`` N x C x H x W, all at one size."""
+
+    ir: np.ndarray
+    vi: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.ir.shape[0])
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return int(self.ir.shape[2]), int(self.ir.shape[3])
+
+    @property
+    def digest(self) -> str:
+        """Content hash: a list, a folder and the bundle's npz of the same pixels share it."""
+        h = hashlib.sha256()
+        for arr in (self.ir, self.vi):
+            h.update(str(arr.shape).encode())
+            h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()
+
+    def feed(self, index: int, io: str) -> dict[str, np.ndarray]:
+        """One N=1 batch in the engine's input dtype (float32 on 0..255, or uint8)."""
+        sl = slice(index, index + 1)
+        if io == "uint8":
+            return {"ir": np.ascontiguousarray(self.ir[sl]), "vi": np.ascontiguousarray(self.vi[sl])}
+        return {"ir": self.ir[sl].astype(np.float32), "vi": self.vi[sl].astype(np.float32)}
+
+
+def calibration_dir() -> Path:
+    return REPO_ROOT / "calibration"
+
+
+def read_list(path: Path) -> list[tuple[Path, Path]]:
+    """``IR VI`` per line, relative to ``data_root()``; ``#`` starts a comment."""
+    root = data_root()
+    pairs = []
+    for no, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise InputError(f"{path.name}:{no}: expected 'IR_PATH VI_PATH' relative to the data root")
+        ir, vi = root / parts[0], root / parts[1]
+        for p in (ir, vi):
+            if not p.is_file():
+                raise InputError(f"{path.name}:{no}: {p} not found (data root {root}; set LUTFUSE_DATA)")
+        pairs.append((ir, vi))
+    if not pairs:
+        raise InputError(f"{path.name}: lists no image pairs")
+    return pairs
+
+
+def _resolve(spec: str) -> Path:
+    p = Path(spec).expanduser()
+    if p.exists():
+        return p
+    named = calibration_dir() / f"{spec}.txt"
+    if named.is_file():
+        return named
+    known = ", ".join(sorted(q.stem for q in calibration_dir().glob("*.txt")))
+    raise InputError(
+        f"calibration data {spec!r} not found: pass a list file, a folder with ir/ and vi/, "
+        f"a calib.npz, or one of: {known}"
+    )
+
+
+def load_calibration(
+    spec: str | Path, *, vi_channels: int, hw: tuple[int, int], limit: int = CALIB_MAX_IMAGES
+) -> CalibrationSet:
+    """Read and resize up to ``limit`` pairs (or a bundle's npz) into one ``CalibrationSet``."""
+    path = _resolve(str(spec))
+    if path.suffix == ".npz":
+        return _load_npz(path, vi_channels, hw)
+    if path.is_dir():
+        from lutfuse_deploy.io.images import find_pairs
+
+        if not ((path / "ir").is_dir() and (path / "vi").is_dir()):
+            raise InputError(f"{path}: a calibration folder needs ir/ and vi/ subfolders")
+        found, _problems = find_pairs(path / "ir", path / "vi")
+        pairs = [(p.ir, p.vi) for p in found]
+        if not pairs:
+            raise InputError(f"{path}: no IR/VI pairs found")
+    elif path.is_file():
+        pairs = read_list(path)
+    else:
+        raise InputError(f"{path}: not a calibration list, folder or npz")
+    return _decode(pairs[:limit], vi_channels, hw, str(path))
+
+
+def _decode(
+    pairs: Sequence[tuple[Path, Path]], vi_channels: int, hw: tuple[int, int], source: str
+) -> CalibrationSet:
+    from PIL import Image
+
+    from lutfuse_deploy.io.images import ImagePair, load_pair
+
+    h, w = hw
+    irs, vis = [], []
+    for ir_path, vi_path in pairs:
+        ir, vi = load_pair(
+            ImagePair(ir_path.stem, ir_path, vi_path), vi_mode="RGB" if vi_channels == 3 else "L"
+        )
+        ir_img = Image.fromarray(ir).resize((w, h), Image.Resampling.BILINEAR)
+        vi_img = Image.fromarray(vi).resize((w, h), Image.Resampling.BILINEAR)
+        irs.append(np.asarray(ir_img, dtype=np.uint8)[None])
+        v = np.asarray(vi_img, dtype=np.uint8)
+        vis.append(v.transpose(2, 0, 1) if v.ndim == 3 else v[None])
+    return CalibrationSet(np.stack(irs), np.stack(vis), source)
+
+
+def _load_npz(path: Path, vi_channels: int, hw: tuple[int, int]) -> CalibrationSet:
+    try:
+        with np.load(path) as z:
+            ir, vi = z["ir"], z["vi"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{path.name}: not a calibration npz with arrays ir and vi ({exc})") from None
+    if ir.dtype != np.uint8 or vi.dtype != np.uint8 or ir.ndim != 4 or vi.ndim != 4:
+        raise InputError(f"{path.name}: ir and vi must be uint8 N x C x H x W")
+    if ir.shape[1] != 1 or vi.shape[1] != vi_channels or ir.shape[2:] != vi.shape[2:] or len(ir) != len(vi):
+        raise InputError(f"{path.name}: expected ir N x 1 x H x W and vi N x {vi_channels} x H x W")
+    if tuple(ir.shape[2:]) != tuple(hw):
+        raise InputError(
+            f"{path.name} holds {ir.shape[2]}x{ir.shape[3]} images; the profile's OPT is {hw[0]}x{hw[1]}"
+        )
+    return CalibrationSet(ir, vi, str(path))
+
+
+def save_npz(data: CalibrationSet, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, ir=data.ir, vi=data.vi)
+
+
+def cache_name(onnx_sha256: str, data_digest: str, tensorrt_version: str) -> str:
+    return f"calib-{onnx_sha256[:16]}-{data_digest[:12]}-trt{tensorrt_version}.cache"
+
+
+def find_cache(folder: Path, onnx_sha256: str, data_digest: str, tensorrt_major: int) -> Path | None:
+    """The newest cache for this model and data under the expected TensorRT major (bundles)."""
+    pattern = f"calib-{onnx_sha256[:16]}-{data_digest[:12]}-trt{tensorrt_major}.*.cache"
+    found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    return found[-1] if found else None
+
+
+def make_entropy_calibrator(data: CalibrationSet, io: str, cache_file: Path, device: int = 0) -> Any:
+    """A TensorRT 10 ``IInt8EntropyCalibrator2`` over ``data``; buffers are torch CUDA tensors."""
+    import tensorrt as trt
+    import torch
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self.index = 0
+            self.buffers: dict[str, torch.Tensor] = {}
+
+        def get_batch_size(self) -> int:
+            return 1
+
+        def get_batch(self, names: list[str]) -> list[int]:
+            if self.index >= len(data):
+                return []  # documented end of data
+            feed = data.feed(self.index, io)
+            self.index += 1
+            self.buffers = {n: torch.from_numpy(feed[n]).to(f"cuda:{device}") for n in names}
+            torch.cuda.synchronize(device)
+            return [int(self.buffers[n].data_ptr()) for n in names]
+
+        def read_calibration_cache(self) -> bytes | None:  # None: no cache yet (documented)
+            return cache_file.read_bytes() if cache_file.is_file() else None
+
+        def write_calibration_cache(self, cache: Any) -> None:
+            write_bytes_atomic(cache_file, bytes(cache))
+
+    return EntropyCalibrator()
+
+
+def insert_qdq(
+    onnx_in: Path, onnx_out: Path, data: CalibrationSet, io: str, keep_fp32: Sequence[str]
+) -> Path:
+    """Write ``onnx_out``: ``onnx_in`` with symmetric INT8 Q/DQ on its convolutions (TensorRT's explicit
+    quantisation), scales from entropy calibration on ``data``; ``keep_fp32`` nodes stay unquantised."""
+    try:
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+    except ImportError:
+        raise MissingDependency("onnxruntime", "onnx") from None
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.index = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self.index >= len(data):
+                return None
+            self.index += 1
+            return data.feed(self.index - 1, io)
+
+    with atomic_path(onnx_out) as tmp:
+        quantize_static(
+            str(onnx_in),
+            str(tmp),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(keep_fp32),
+            calibrate_method=CalibrationMethod.Entropy,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        )
+    return onnx_out
+
+
+def write_list(pairs: Sequence[tuple[Path, Path]], out: Path, header: str = "") -> None:
+    """Write a calibration list with paths relative to ``data_root()`` (never copies of images)."""
+    root = data_root()
+    lines = [f"# {line}" for line in header.splitlines()]
+    lines += [f"{ir.resolve().relative_to(root)} {vi.resolve().relative_to(root)}" for ir, vi in pairs]
+    with atomic_path(out) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
