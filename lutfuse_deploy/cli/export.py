@@ -1,0 +1,74 @@
+"""``export`` (checkpoint -> verified .onnx + sidecar) and ``check-onnx`` (will TensorRT take it?)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from lutfuse_deploy.cli import cli
+
+PathArg = click.Path(path_type=Path)
+
+
+@cli.command("export")
+@click.option("--model", type=PathArg, required=True, help="Checkpoint (.safetensors or a folder holding one).")
+@click.option("-o", "--out", type=PathArg, required=True, help="Output FILE.onnx (the sidecar FILE.json goes beside it).")
+@click.option("--opset", type=int, default=17, show_default=True,
+              help="ONNX opset. GridSample graphs need 16-19 for TensorRT.")
+@click.option("--lowering", type=click.Choice(["gridsample", "gather"]), default="gridsample", show_default=True,
+              help="LUT-Fuse lookup: 4 rank-4 GridSample over an atlas (TensorRT fuses it) or a flat-table Gather.")
+@click.option("--io", type=click.Choice(["float", "uint8"]), default="float", show_default=True,
+              help="float: 0..255 floats in, [0,1]-scale output unclamped; uint8: uint8 in and out (clamped, rounded).")
+@click.option("--height", type=click.IntRange(min=3), default=None, help="Static input height (with --width).")
+@click.option("--width", type=click.IntRange(min=3), default=None, help="Static input width (with --height).")
+@click.option("--dynamic", is_flag=True, help="One graph for any H x W (the default when no size is given).")
+@click.option("--allow-opset-20", "allow_opset", is_flag=True,
+              help="Allow opset >= 20 for a GridSample graph (ONNX Runtime only: TensorRT's parser reads its "
+                   "modes as nearest).")
+@click.option("--no-simplify", is_flag=True, help="Skip onnxslim.")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="ONNX Runtime threads for the parity check.")
+def export_cmd(model: Path, out: Path, opset: int, lowering: str, io: str, height: int | None, width: int | None,
+               dynamic: bool, allow_opset: bool, no_simplify: bool, threads: int) -> None:
+    """Export a checkpoint to ONNX: one graph from (ir, vi) to fused, checked and verified.
+
+    The graph is run in ONNX Runtime against the PyTorch model (max abs <= 1e-4, or 1 LSB for uint8);
+    if anything fails, nothing is written.
+    """
+    from lutfuse_deploy.export.onnx import torch_to_onnx
+
+    path = torch_to_onnx(model, out, opset=opset, lowering=lowering, io=io, height=height, width=width,
+                         dynamic=dynamic, simplify=not no_simplify, allow_opset_override=allow_opset,
+                         threads=threads)
+    side = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    parity = side["parity"]
+    click.echo(f"wrote {path} ({side['kind']}, opset {side['opset']}, lowering {side['lowering']}, io {side['io']}, "
+               f"{'dynamic' if side['dynamic'] else 'static'}); parity max abs {parity['max_abs']:.3g} "
+               f"<= {parity['bound']:g} over {len(parity['inputs'])} inputs")
+
+
+@cli.command("check-onnx")
+@click.argument("file", type=PathArg)
+@click.option("--for", "target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt",
+              show_default=True, help="Which runtime's rules to apply.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+def check_onnx_cmd(file: Path, target: str, as_json: bool) -> None:
+    """Check an ONNX graph: checker, shape inference, and the target's rules. Exit 1 if any check fails."""
+    from lutfuse_deploy.export.checks import run_checks
+
+    results = run_checks(file, target)
+    failed = [r for r in results if r.status == "fail"]
+    verdict = "FAIL" if failed else "PASS"
+    if as_json:
+        click.echo(json.dumps({"file": str(file), "target": target, "verdict": verdict,
+                               "checks": [r.to_dict() for r in results]}, indent=2))
+    else:
+        width = max(len(r.name) for r in results)
+        for r in results:
+            click.echo(f"  {r.name:<{width}}  {r.status.upper():<4}  {r.detail}".rstrip())
+        click.echo(f"{verdict}: {file} for {target}" + (f" ({len(failed)} check(s) failed)" if failed else ""))
+    if failed:
+        sys.exit(1)

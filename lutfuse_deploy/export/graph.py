@@ -1,0 +1,158 @@
+"""Export-ready PyTorch modules: the same mathematics as ``models/``, in ops that export well and
+evaluate accurately in float32 on ONNX Runtime and TensorRT.
+
+Only two things differ from the eager models, both exact reformulations:
+
+* InstanceNorm is written as explicit reductions over the centred values (two-level means, the
+  residual mean of the centred tensor folded into the affine, row-wise ReduceSumSquare). ONNX Runtime's fused ``InstanceNormalization`` kernel accumulates
+  in float32 and, on the official context network (pre-norm channels with mean ~3e4 and std ~2e2
+  on TNO), is off by 6e-4 after normalisation, against 1e-6 for this form.
+* The lookup goes through ``lowering.make_lookup`` (GridSample atlas or Gather).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lutfuse_deploy.errors import ExportError
+from lutfuse_deploy.export.lowering import make_lookup
+from lutfuse_deploy.models.lut import ContextNet, LutFuse, luminance, sobel_minmax, ycbcr_to_rgb
+
+
+class _RowSumSquares(torch.autograd.Function):
+    """Sum of squares along W as one ``ReduceSumSquare`` (torch would write Mul + ReduceSum: a
+    full-size temporary; ONNX Runtime's ReduceL2 is slower)."""
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return (x * x).sum(dim=3, keepdim=True)
+
+    @staticmethod
+    def symbolic(g: "torch.onnx.GraphContext", x: "torch.Value") -> "torch.Value":  # type: ignore[name-defined]
+        if g.opset >= 18:  # reduction axes became an input in opset 18
+            axes = g.op("Constant", value_t=torch.tensor([3], dtype=torch.int64))
+            return g.op("ReduceSumSquare", x, axes, keepdims_i=1)
+        return g.op("ReduceSumSquare", x, axes_i=[3], keepdims_i=1)
+
+
+def mean_hw(x: torch.Tensor) -> torch.Tensor:
+    """Mean over H and W as two reductions (rows, then columns): float32 error ~(H + W) eps, not H*W eps."""
+    return x.mean(dim=3, keepdim=True).mean(dim=2, keepdim=True)
+
+
+class RobustInstanceNorm(nn.Module):
+    """``nn.InstanceNorm2d(affine=True)`` as centred two-pass reductions (same result, exact maths)."""
+
+    def __init__(self, norm: nn.InstanceNorm2d) -> None:
+        super().__init__()
+        if norm.weight is None or norm.bias is None:
+            raise ExportError("the context network's InstanceNorm must be affine")
+        self.eps = float(norm.eps)
+        self.weight = nn.Parameter(norm.weight.detach().clone().view(1, -1, 1, 1), requires_grad=False)
+        self.bias = nn.Parameter(norm.bias.detach().clone().view(1, -1, 1, 1), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = x - mean_hw(x)
+        m2 = mean_hw(d)  # the rounding error of the first mean, folded into the affine below
+        var = _RowSumSquares.apply(d).mean(dim=2, keepdim=True) / d.shape[3] - m2 * m2
+        scale = self.weight / torch.sqrt(var + self.eps)
+        return d * scale + (self.bias - m2 * scale)
+
+
+def _blocks(seq: nn.Sequential) -> list[tuple[nn.Conv2d, float, nn.InstanceNorm2d]]:
+    """(conv, leaky slope, norm) triples of a Conv -> LeakyReLU -> InstanceNorm sequence."""
+    layers = list(seq)
+    out = []
+    for i in range(0, len(layers), 3):
+        conv, act, norm = layers[i:i + 3]
+        if not (isinstance(conv, nn.Conv2d) and isinstance(act, nn.LeakyReLU) and isinstance(norm, nn.InstanceNorm2d)):
+            raise ExportError("unexpected context network layout (expected Conv -> LeakyReLU -> InstanceNorm)")
+        out.append((conv, float(act.negative_slope), norm))
+    return out
+
+
+class ContextGraph(nn.Module):
+    """``ContextNet`` with robust InstanceNorm: input block, residual mid blocks, sigmoid output."""
+
+    def __init__(self, net: ContextNet) -> None:
+        super().__init__()
+        blocks = _blocks(net.input_layer) + _blocks(net.mid_layer)
+        self.convs = nn.ModuleList([b[0] for b in blocks])
+        self.slopes = [b[1] for b in blocks]
+        self.norms = nn.ModuleList([RobustInstanceNorm(b[2]) for b in blocks])
+        self.head = net.output_layer[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        first = x
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            h = norm(F.leaky_relu(conv(h), self.slopes[i]))
+            if i == 0:
+                first = h
+        return torch.sigmoid(self.head(h + first))
+
+
+class LutFuseGraph(nn.Module):
+    """The whole LUT-Fuse pipeline: IR + visible RGB (0..255) -> fused RGB on [0, 1], unclamped."""
+
+    def __init__(self, model: LutFuse, lowering: str) -> None:
+        super().__init__()
+        self.config = model.config
+        self.context = ContextGraph(model.context)
+        self.lookup = make_lookup(model.lut.detach(), lowering)
+        scale = float(self.config.context_scale)
+        self.pool = 1
+        if scale < 1.0:
+            k = round(1.0 / scale)
+            if abs(k * scale - 1.0) > 1e-9:
+                raise ExportError(f"context_scale {scale} cannot be exported: it must be 1/k for an integer k")
+            self.pool = k  # area downscaling by 1/k == k x k average pooling when k divides H and W
+
+    def context_map(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([vi, ir], dim=1)
+        if self.pool == 1:
+            return self.context(x)
+        small = self.context(F.avg_pool2d(x, self.pool))
+        return F.interpolate(small, size=x.shape[2:], mode="bilinear", align_corners=False)
+
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        vi01 = vi / 255.0
+        y = luminance(vi01)
+        scale = self.config.coord_scale
+        top = float(self.config.nodes - 1) + 0.999999  # as LutFuse.coordinates
+        parts = [y, sobel_minmax(y), self.context_map(ir, vi), ir / 255.0]
+        coords = [torch.clamp(p * scale, 0.0, top) for p in parts]
+        return ycbcr_to_rgb(self.lookup(coords), vi01)
+
+
+class Uint8Io(nn.Module):
+    """uint8 in, uint8 out: the [0, 1] scale times 255, rounded half to even, clamped (``to_uint8``)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        out = self.inner(ir.to(torch.float32), vi.to(torch.float32))
+        return torch.clamp(torch.round(out * 255.0), 0.0, 255.0).to(torch.uint8)
+
+
+def size_multiple(model: nn.Module) -> int:
+    """H and W must be multiples of this for the graph to equal the model (1 = any size)."""
+    kind = getattr(model, "kind", "")
+    if kind == "mmdrfuse-teacher":
+        return 2
+    if isinstance(model, LutFuse) and model.config.context_scale < 1.0:
+        return round(1.0 / model.config.context_scale)
+    return 1
+
+
+def graph_module(model: nn.Module, lowering: str, io: str) -> nn.Module:
+    """The module to trace: LUT-Fuse rebuilt for export, MMDRFuse as is, wrapped for uint8 io."""
+    inner: nn.Module = LutFuseGraph(model, lowering) if isinstance(model, LutFuse) else model
+    inner = inner.eval()
+    for p in inner.parameters():
+        p.requires_grad_(False)
+    return Uint8Io(inner).eval() if io == "uint8" else inner

@@ -1,0 +1,157 @@
+"""The 4-D LUT lookup lowered to ops that TensorRT and ONNX Runtime both run (design.md §3).
+
+This is the only module that knows the atlas layout, its padding to 2^k + 1, the GridSample mode
+strings and the opsets (16-19) whose spelling TensorRT's parser reads. Both lowerings reproduce
+``models.lut.quadrilinear`` (``lo = floor(x)``, ``hi = min(lo + 1, n - 1)``, weight ``x - lo``).
+
+GridSample atlas (``--lowering gridsample``), for an ``n``-node table with axes ``[y, g, c, ir]``::
+
+    atlas[y * n + g, c * n + ir] = table[y, g, c, ir]      (= table.reshape(n*n, n*n))
+
+so tile ``(y_i, c_k)`` sits at rows ``y_i*n ...`` and columns ``c_k*n ...``; inside a tile the row is
+``g`` and the column is ``ir``. The two *outer* axes (y, c) are resolved by four rank-4 bilinear
+``GridSample(align_corners=1, padding_mode=border)`` calls, one per corner, and two exact lerps whose
+weights are ``x - floor(x)``; the two *inner* axes (g, ir) are interpolated by GridSample. The context
+axis c is the steepest of the official table (99th-percentile step 5.3 per cell against < 1.2 for the
+others), so it is kept out of GridSample, whose weights come from a float32 position in a 257-wide
+atlas (~2^-17 texel resolution); ``ir = IR/16`` is a multiple of 1/16 and stays exact there.
+In-tile coordinates are clamped to ``n - 1``, so bilinear never bleeds into the next tile (exact: the
+upper corner is clamped to ``n - 1`` anyway). The atlas is padded to ``2^k + 1`` (257 for 16 nodes,
+513 for 17, replicating the last row and column), so ``align_corners=1`` normalises by ``2^(k-1)`` and
+positions survive the round trip through [-1, 1] without rounding.
+
+Gather (``--lowering gather``): an ``(n^4, 16)`` table holding each cell's 16 corners (upper corners
+clamped), one int32 ``Gather`` per pixel and the 16 quadrilinear weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lutfuse_deploy.errors import ExportError
+
+LOWERINGS = ("gridsample", "gather")
+DEFAULT_LOWERING = "gridsample"
+# GridSample exists from opset 16. Opset 20 renamed its modes (bilinear -> linear, bicubic -> cubic)
+# and added rank 5; TensorRT's parser reads only the 16-19 spellings and silently samples nearest for
+# the new ones, and its GridSample layer is rank-4 only.
+GRIDSAMPLE_MIN_OPSET = 16
+GRIDSAMPLE_TENSORRT_OPSETS = range(16, 20)
+GRIDSAMPLE_TENSORRT_MODES = ("bilinear", "nearest", "bicubic")
+GRIDSAMPLE_RANK = 4
+GRIDSAMPLE_MODE = "bilinear"  # what the lowering emits (the opset 16-19 name)
+
+
+def gridsample_opset_problem(opset: int) -> str | None:
+    """Why a GridSample graph at ``opset`` is not TensorRT-safe, or None when it is."""
+    if opset < GRIDSAMPLE_MIN_OPSET:
+        return f"GridSample needs opset >= {GRIDSAMPLE_MIN_OPSET}, got {opset}"
+    if opset not in GRIDSAMPLE_TENSORRT_OPSETS:
+        return (f"opset {opset} renamed GridSample's modes; TensorRT's ONNX parser only reads the opset "
+                f"{GRIDSAMPLE_TENSORRT_OPSETS.start}-{GRIDSAMPLE_TENSORRT_OPSETS.stop - 1} spelling and falls "
+                "back to nearest sampling")
+    return None
+
+
+def atlas_side(nodes: int) -> int:
+    """Smallest ``2^k + 1`` holding ``nodes^2`` texels: align_corners then divides by ``2^k``."""
+    return (1 << (nodes * nodes - 1).bit_length()) + 1
+
+
+def build_atlas(table: torch.Tensor) -> torch.Tensor:
+    """The (1, 1, S, S) atlas of an (n, n, n, n) table, edge-replicated up to S = atlas_side(n)."""
+    n = table.shape[0]
+    flat = table.detach().float().reshape(1, 1, n * n, n * n)
+    pad = atlas_side(n) - n * n
+    return F.pad(flat, (0, pad, 0, pad), mode="replicate")
+
+
+def corner_table(table: torch.Tensor) -> torch.Tensor:
+    """(n^4, 16): row ``flat(y, g, c, ir)`` holds the 16 corners; corner bits (dy, dg, dc, dir), dy high."""
+    n = table.shape[0]
+    idx = torch.arange(n)
+    hi = torch.clamp(idx + 1, max=n - 1)
+    cols = []
+    for corner in range(16):
+        sel = [hi if (corner >> (3 - axis)) & 1 else idx for axis in range(4)]
+        cols.append(table.detach().float()[torch.meshgrid(*sel, indexing="ij")].reshape(-1))
+    return torch.stack(cols, dim=1).contiguous()
+
+
+def _split(x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(lo, hi, weight) of a coordinate already clamped to [0, n)."""
+    lo = torch.floor(x)
+    return lo, torch.clamp(lo + 1.0, max=float(n - 1)), x - lo
+
+
+class GridSampleLookup(nn.Module):
+    """Four rank-4 bilinear GridSample calls over the padded atlas, then two exact lerps."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.nodes = int(table.shape[0])
+        self.register_buffer("atlas", build_atlas(table))
+        self.half = float((atlas_side(self.nodes) - 1) // 2)  # a power of two
+
+    def _sample(self, atlas: torch.Tensor, tile_row: torch.Tensor, tile_col: torch.Tensor,
+                in_row: torch.Tensor, in_col: torch.Tensor) -> torch.Tensor:
+        n, h = float(self.nodes), self.half
+        # (tile*n - h)/h is exact (integers over a power of two); adding the in-tile part rounds once.
+        gx = (tile_col * n - h) / h + in_col
+        gy = (tile_row * n - h) / h + in_row
+        grid = torch.stack([gx[:, 0], gy[:, 0]], dim=-1)  # N x H x W x 2
+        return F.grid_sample(atlas, grid, mode=GRIDSAMPLE_MODE, padding_mode="border", align_corners=True)
+
+    def forward(self, coords: list[torch.Tensor]) -> torch.Tensor:
+        y, g, c, ir = coords
+        top = float(self.nodes - 1)
+        y_lo, y_hi, wy = _split(y, self.nodes)
+        c_lo, c_hi, wc = _split(c, self.nodes)
+        in_row = torch.clamp(g, max=top) / self.half
+        in_col = torch.clamp(ir, max=top) / self.half
+        atlas = self.atlas.expand(y.shape[0], -1, -1, -1)
+        v_ll = self._sample(atlas, y_lo, c_lo, in_row, in_col)
+        v_lh = self._sample(atlas, y_lo, c_hi, in_row, in_col)
+        v_hl = self._sample(atlas, y_hi, c_lo, in_row, in_col)
+        v_hh = self._sample(atlas, y_hi, c_hi, in_row, in_col)
+        v_l = v_ll + wc * (v_lh - v_ll)
+        v_h = v_hl + wc * (v_hh - v_hl)
+        return v_l + wy * (v_h - v_l)
+
+
+class GatherLookup(nn.Module):
+    """One int32 Gather of a cell's 16 corners (one contiguous 64-byte row) per pixel, then the
+    16 quadrilinear weights. After the gather the corner axis is moved first (16 x pixels), so the
+    weight arithmetic runs over long contiguous rows: ONNX Runtime broadcasts over a trailing axis of
+    2 an order of magnitude slower, and gathering along the long axis of a (16, n^4) table is slower.
+    """
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.nodes = int(table.shape[0])
+        self.register_buffer("corners", corner_table(table))
+
+    def forward(self, coords: list[torch.Tensor]) -> torch.Tensor:
+        n = float(self.nodes)
+        flat_coords = [x.reshape(1, -1) for x in coords]  # 1 x P, P = N*H*W
+        (ly, _, wy), (lg, _, wg), (lc, _, wc), (li, _, wi) = [_split(x, self.nodes) for x in flat_coords]
+        flat = ((ly * n + lg) * n + lc) * n + li  # integers < 2^24: exact in float32
+        values = torch.index_select(self.corners, 0, flat.to(torch.int32)[0]).t()  # 16 x P
+        w = [torch.cat([1.0 - a, a], dim=0) for a in (wy, wg, wc, wi)]  # each 2 x P
+        weights = (w[0].reshape(2, 1, 1, 1, -1) * w[1].reshape(1, 2, 1, 1, -1)
+                   * w[2].reshape(1, 1, 2, 1, -1) * w[3].reshape(1, 1, 1, 2, -1))
+        out = (values * weights.reshape(16, -1)).sum(dim=0)
+        return out.reshape(coords[0].shape)
+
+
+def make_lookup(table: torch.Tensor, lowering: str) -> nn.Module:
+    """The lookup module for ``lowering`` over an (n, n, n, n) table."""
+    if table.dim() != 4 or len(set(table.shape)) != 1:
+        raise ExportError(f"the LUT must be n x n x n x n, got {tuple(table.shape)}")
+    if lowering == "gridsample":
+        return GridSampleLookup(table)
+    if lowering == "gather":
+        return GatherLookup(table)
+    raise ExportError(f"unknown lowering {lowering!r}: choose one of {', '.join(LOWERINGS)}")

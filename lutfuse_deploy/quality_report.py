@@ -1,0 +1,118 @@
+"""Markdown for ``docs/quality.md``: one metrics table per set, the targets, student-teacher fidelity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lutfuse_deploy.quality import BASELINES, IVIF_SETS, ROWS, TARGET_WINS, TARGETS, SetResult, target_wins
+
+_COLS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR")
+
+
+def _fmt(v: float) -> str:
+    return "n/a" if not np.isfinite(v) else f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
+
+
+def _table(res: SetResult) -> list[str]:
+    lines = ["| method | " + " | ".join(_COLS) + " |", "|---|" + "---:|" * len(_COLS)]
+    for row in [r for r, _ in ROWS] + list(BASELINES):
+        m = res.mean(row)
+        lines.append(f"| {row} | " + " | ".join(_fmt(m[c]) for c in _COLS) + " |")
+    return lines
+
+
+def render_markdown(results: list[SetResult], info: dict[str, Any]) -> str:
+    out = [
+        "# Quality: shipped models against the official releases",
+        "",
+        "Written by `make quality` (`" + info["command"].strip() + "`); do not edit by hand.",
+        "",
+        f"- Date: {info['date']}; machine: {info['machine']}; wall time {info['wall_s']:.0f} s.",
+        (
+            f"- Shipped checkpoints: {', '.join(f'`{v}`' for v in info['checkpoints'].values())} "
+            "(lutfuse_deploy/pretrained/); official ones imported from the reference folder on the fly."
+        ),
+        (
+            "- Metrics: `lutfuse_deploy.metrics.fusion.compute_all` (CDDFuse-evaluator conventions, SSIM data "
+            "range 2), mean over the pairs of each set. Every pair is cropped to even height and width for "
+            "every row (the MMDRFuse teacher needs it)."
+        ),
+        (
+            f"- 8-bit mapping: LUT-Fuse output clamped to [0, 1]; MMDRFuse tanh output mapped with "
+            f"`{info['tanh_map']}` (`pipeline.to_8bit`), the same for shipped and official models. "
+            "RGB outputs are read as gray with PIL's luma, as `lutfuse-deploy evaluate` does."
+        ),
+        (
+            "- None of these pairs were used for training or for choosing checkpoints (training: "
+            "`<data>/train`; validation during training: `<data>/ivif/llvip_test`). `train/msrs` contains "
+            "MSRS test-split pairs other than those in `ivif/msrs_test` (see the data README)."
+        ),
+        "",
+        "## Targets",
+        "",
+        (
+            f"A student meets its target on a set when it matches or beats the official checkpoint on at least "
+            f"{TARGET_WINS} of the 10 metrics EN SD SF AG MI SCD VIF Qabf SSIM CC (higher is better for all)."
+        ),
+        "",
+        "| set | pairs | " + " | ".join(f"{a} vs {b}" for a, b in TARGETS) + " |",
+        "|---|---:|" + "---|" * len(TARGETS),
+    ]
+    for res in results:
+        if res.name not in IVIF_SETS:
+            continue
+        cells = []
+        for ours, theirs in TARGETS:
+            wins = target_wins(res, ours, theirs)
+            verdict = "met" if len(wins) >= TARGET_WINS else "**not met**"
+            cells.append(f"{len(wins)}/10 {verdict} ({' '.join(wins) or '-'})")
+        out.append(f"| {res.name} | {res.pairs} | " + " | ".join(cells) + " |")
+    medical = [r for r in results if r.name not in IVIF_SETS]
+    if medical:
+        out += [
+            "",
+            "Medical pairs (MRI as the `ir` input, PET/SPECT as the visible; reported, not a target):",
+            "",
+            "| set | pairs | " + " | ".join(f"{a} vs {b}" for a, b in TARGETS) + " |",
+            "|---|---:|" + "---|" * len(TARGETS),
+        ]
+        for res in medical:
+            cells = [f"{len(target_wins(res, a, b))}/10" for a, b in TARGETS]
+            out.append(f"| {res.name} | {res.pairs} | " + " | ".join(cells) + " |")
+    out += [
+        "",
+        "## Fidelity of each student to its teacher",
+        "",
+        (
+            "PSNR (dB) and SSIM (pytorch-msssim, data range 255) between the two models' outputs, both mapped "
+            "to 8 bits by clipping to [0, 1] (the scale distillation matches), mean over pairs."
+        ),
+        "",
+        "| set | " + " | ".join(k for k in results[0].fidelity) + " |",
+        "|---|" + "---|" * len(results[0].fidelity),
+    ]
+    for res in results:
+        cells = []
+        for vals in res.fidelity.values():
+            arr = np.array(vals, dtype=np.float64)
+            psnr = arr[:, 0][np.isfinite(arr[:, 0])]
+            cells.append(f"{psnr.mean():.2f} dB / {arr[:, 1].mean():.3f}")
+        out.append(f"| {res.name} | " + " | ".join(cells) + " |")
+    out += ["", "## Metrics per set", ""]
+    for res in results:
+        out += [f"### {res.name} ({res.pairs} pairs)", "", *_table(res), ""]
+    if info.get("figure"):
+        out += [
+            "## Figure",
+            "",
+            f"![first pair of each set]({info['figure']})",
+            "",
+            (
+                "The first pair of each set: inputs, the max baseline, official and shipped LUT-Fuse, official "
+                "MMDRFuse student and shipped mini, shipped teacher (8-bit outputs as scored)."
+            ),
+            "",
+        ]
+    return "\n".join(out)

@@ -1,0 +1,126 @@
+"""Training: a recipe and data in, project checkpoints out (``lutfuse-deploy train``).
+
+``train("teacher" | "lut" | "mini", recipe)`` builds the data stream, the task of that kind and the
+shared loop (``engine.Trainer``). Same recipe and seed on CPU: same weights, also across
+``--resume``. Under ``torchrun`` the same call trains with DDP.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from lutfuse_deploy.errors import ConfigError
+from lutfuse_deploy.train.config import KINDS, Recipe, load_recipe
+from lutfuse_deploy.train.engine import RunResult
+
+if TYPE_CHECKING:
+    from lutfuse_deploy.train.data import CropStream
+    from lutfuse_deploy.train.distributed import RunContext
+    from lutfuse_deploy.train.engine import Task
+
+__all__ = ["KINDS", "Recipe", "RunResult", "load_recipe", "train"]
+
+
+def _teacher(path: str | Path | None, kind: str) -> tuple[torch.nn.Module, dict]:
+    from lutfuse_deploy.io.checkpoints import load_model, resolve_checkpoint
+    from lutfuse_deploy.io.files import sha256_file
+
+    if path is None:
+        raise ConfigError(
+            f"{kind} training distils a teacher: give --teacher CKPT or 'teacher:' in the recipe"
+        )
+    p = resolve_checkpoint(path)
+    model, _meta = load_model(p, kind="mmdrfuse-teacher")
+    return model, {"teacher": {"file": p.name, "sha256": sha256_file(p)}}
+
+
+def train(
+    kind: str,
+    recipe: str | Path | Recipe,
+    data: str | Path | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    device: str = "cpu",
+    teacher: str | Path | None = None,
+    steps: int | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    val: str | Path | None = None,
+) -> RunResult:
+    """Train ``kind`` with ``recipe``; returns the written checkpoints and the final validation."""
+    from lutfuse_deploy.paths import data_root
+    from lutfuse_deploy.train import distributed
+    from lutfuse_deploy.train.data import (
+        CropStream,
+        PairStore,
+        StreamSpec,
+        collect_pairs,
+        set_folders,
+        validation_pairs,
+    )
+    from lutfuse_deploy.train.engine import Trainer, check_out_dir
+
+    r = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, kind)
+    if r.kind != kind:
+        raise ConfigError(f"kind: this recipe trains {r.kind!r}, not {kind!r}")
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--steps: expected a positive integer, got {steps}")
+        r.steps = steps
+    ctx = distributed.setup(device)
+    threads_before = torch.get_num_threads()
+    try:
+        if threads or r.threads:
+            torch.set_num_threads(threads or r.threads)
+        seed = r.seed + 1000 * ctx.rank  # ranks differ only where it matters (dropout); DDP syncs the init
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(r.seed)
+        if ctx.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        root = Path(data) if data is not None else Path(r.data.root) if r.data.root else data_root() / "train"
+        pairs = collect_pairs(set_folders(root, r.data.sets))
+        pool = r.data.patches if r.kind == "mini" and r.loss.refresh else 0
+        spec = StreamSpec(r.data.crop, r.data.flip, r.seed, ctx.rank, ctx.world, pool)
+        stream = CropStream(PairStore(pairs, r.data.cache), spec)
+        if val is not None:
+            r.val.root = str(val)
+        val_root = Path(r.val.root) if r.val.root else data_root() / "ivif" / "llvip_test"
+        val = validation_pairs(val_root, r.val.pairs, r.val.crop) if ctx.is_main else []
+        out_dir = Path(out) if out is not None else Path("runs") / kind
+        check_out_dir(out_dir, resume)
+        provenance = {
+            "data": {"root": str(root), "sets": r.data.sets, "pairs": len(pairs)},
+            "validation": str(val_root),
+        }
+        task = _make_task(r, stream, ctx, out_dir, resume, teacher)
+        task.provenance = {**provenance, **task.provenance}
+        return Trainer(task, r, out_dir, ctx, progress).run(resume, val)
+    finally:
+        torch.set_num_threads(threads_before)  # a library call must not leave the process changed
+        ctx.close()
+
+
+def _make_task(
+    r: Recipe, stream: CropStream, ctx: RunContext, out_dir: Path, resume: bool, teacher: str | Path | None
+) -> Task:
+    if r.kind == "teacher":
+        from lutfuse_deploy.train.teacher import TeacherTask
+
+        return TeacherTask(r, stream, ctx.device)
+    t_model, t_prov = _teacher(teacher or r.teacher, r.kind)
+    if r.kind == "lut":
+        from lutfuse_deploy.train.lut import LutTask
+
+        task = LutTask(r, stream, ctx.device, t_model)
+    else:
+        from lutfuse_deploy.train.mini import MiniTask
+
+        task = MiniTask(r, stream, ctx.device, t_model, out_dir, resume, ctx.is_main, ctx.barrier)
+    task.provenance = t_prov
+    return task

@@ -1,0 +1,107 @@
+"""The 113-parameter MMDRFuse student: digestible distillation, comprehensive loss, dynamic refresh.
+
+- Digestible distillation: the student's 4-channel feature and its output match the teacher's as
+  channel-summed, L2-normalised attention maps (``losses.digestible_loss``).
+- Comprehensive loss: the unsupervised fusion terms on the student's own output (intensity,
+  gradient, SSIM, optional VGG-19 perceptual).
+- Dynamic refresh: per-patch history banks (``refresh.RefreshBank``) pull the output back towards
+  its best past self when it gets worse; they need a fixed patch pool (``data.patches``).
+The student's last conv (4 -> 1) starts as a copy of the teacher's, as in the official training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lutfuse_deploy.models import MMDRStudent
+from lutfuse_deploy.train.config import Recipe
+from lutfuse_deploy.train.data import CropStream
+from lutfuse_deploy.train.engine import Task
+from lutfuse_deploy.train.losses import digestible_loss, fusion_terms
+from lutfuse_deploy.train.refresh import RefreshBank
+from lutfuse_deploy.train.teacher import loss_weights, perceptual_module
+
+
+def minmax(x: torch.Tensor) -> torch.Tensor:
+    """Per-image min-max stretch to [0, 1]: what ``pipeline.to_8bit`` does to tanh by default.
+
+    Training the content terms on the stretched output optimises what users and the metrics see;
+    on the raw tanh, a student gains or loses contrast at test time depending on its extremes.
+    """
+    lo = x.amin(dim=(2, 3), keepdim=True)
+    hi = x.amax(dim=(2, 3), keepdim=True)
+    return (x - lo) / (hi - lo + 1e-6)
+
+
+class _WithFeatures(nn.Module):
+    def __init__(self, student: MMDRStudent) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.student.forward_with_features(ir, vi)
+
+
+class MiniTask(Task):
+    name = "mini"
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        stream: CropStream,
+        device: torch.device,
+        teacher: nn.Module,
+        out_dir: Path,
+        resume: bool,
+        is_main: bool,
+        barrier: object,
+    ) -> None:
+        self.model = MMDRStudent()
+        self.stream = stream
+        self.teacher = teacher.to(device).eval().requires_grad_(False)
+        loss = recipe.loss
+        self.weights = loss_weights(loss)
+        self.output_map = loss.output_map
+        self.perceptual = perceptual_module(loss, device)
+        if loss.init_from_teacher:
+            with torch.no_grad():
+                self.model.conv2[1].load_state_dict(teacher.conv00[1].state_dict())
+        self.bank: RefreshBank | None = None
+        if loss.refresh:
+            folder = Path(out_dir) / "refresh"
+            if is_main:
+                RefreshBank(
+                    folder, recipe.data.patches, recipe.data.crop, loss.refresh_dtype, create=not resume
+                )
+            barrier()  # type: ignore[operator]
+            self.bank = RefreshBank(
+                folder, recipe.data.patches, recipe.data.crop, loss.refresh_dtype, create=False
+            )
+        self.provenance = {}
+        self._train = _WithFeatures(self.model)
+
+    def train_module(self) -> nn.Module:
+        return self._train
+
+    def losses(self, model: nn.Module, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        w = self.weights
+        ir01, vi01 = batch["ir"] / 255.0, batch["gray"] / 255.0
+        raw, feat = model(batch["ir"], batch["gray"])
+        with torch.no_grad():
+            t_out, t_feat = self.teacher.forward_with_features(batch["ir"], batch["gray"])
+        out = minmax(raw) if self.output_map == "minmax" else raw
+        terms = fusion_terms(out, ir01, vi01, w, self.perceptual)
+        if w["distill_feature"]:
+            terms["distill_feature"] = w["distill_feature"] * digestible_loss(feat, t_feat)
+        if w["distill_output"]:
+            terms["distill_output"] = w["distill_output"] * digestible_loss(raw, t_out)
+        if self.bank is not None:
+            terms["refresh"] = w["refresh"] * self.bank.loss(out, batch["patch"], batch["flips"], ir01, vi01)
+        return terms
+
+    def flush(self) -> None:
+        if self.bank is not None:
+            self.bank.flush()

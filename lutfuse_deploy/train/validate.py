@@ -1,0 +1,58 @@
+"""Validation during training: fuse a few held-out pairs and score them with the project's metrics.
+
+Outputs go through the same 8-bit mapping as ``lutfuse-deploy fuse`` (``pipeline.to_8bit``) and the
+same gray conversion as ``evaluate`` (PIL luma), so a validation score means what the report means.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from lutfuse_deploy.train.data import gray_of
+
+ValPair = tuple[str, np.ndarray, np.ndarray]
+
+
+@torch.no_grad()
+def fused_gray(
+    model: nn.Module,
+    ir: np.ndarray,
+    rgb: np.ndarray,
+    tanh_map: str = "minmax",
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """One uint8 pair (IR H x W, visible H x W x 3) -> the fused image as uint8 gray H x W."""
+    from lutfuse_deploy.metrics.fusion import to_gray
+    from lutfuse_deploy.pipeline import to_8bit
+
+    kind = model.kind
+    t_ir = torch.from_numpy(np.ascontiguousarray(ir)).to(device, torch.float32)[None, None]
+    if kind == "lutfuse":
+        t_vi = torch.from_numpy(np.ascontiguousarray(rgb)).to(device, torch.float32).permute(2, 0, 1)[None]
+    else:
+        t_vi = torch.from_numpy(gray_of(rgb)).to(device, torch.float32)[None, None]
+    out = model(t_ir, t_vi)[0].float().cpu().numpy()
+    img = to_8bit(out, kind, tanh_map)
+    return to_gray(img) if img.ndim == 3 else img
+
+
+def validate(
+    model: nn.Module,
+    pairs: list[ValPair],
+    weights: dict[str, float],
+    tanh_map: str = "minmax",
+    device: torch.device | str = "cpu",
+) -> tuple[dict[str, float], float]:
+    """Mean metrics over ``pairs`` and the recipe's score ``sum(weight * metric)`` (nan -> -inf)."""
+    from lutfuse_deploy.metrics.fusion import METRIC_NAMES, compute_all
+
+    rows = [
+        compute_all(ir, gray_of(rgb), fused_gray(model, ir, rgb, tanh_map, device)) for _, ir, rgb in pairs
+    ]
+    means = {m: float(np.nanmean([r[m] for r in rows])) for m in METRIC_NAMES}
+    score = float(sum(w * means[m] for m, w in weights.items()))
+    return means, score if math.isfinite(score) else -math.inf

@@ -1,0 +1,75 @@
+"""Heavy optional libraries are imported lazily (Polygraphy's habit): with onnx, onnxruntime,
+tensorrt, matplotlib and polygraphy made unimportable, every module still imports and every
+command's --help still works; using a missing one names its pip extra."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+BLOCKED = ("onnx", "onnxruntime", "onnxslim", "tensorrt", "matplotlib", "polygraphy")
+
+PRELUDE = textwrap.dedent(f"""
+    import importlib.abc, sys
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {BLOCKED!r}:
+                raise ImportError(f"blocked for the test: {{name}}")
+    sys.meta_path.insert(0, Block())
+""")
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_every_module_imports_without_optional_libraries() -> None:
+    proc = _run("""
+        import importlib, pkgutil, lutfuse_deploy
+        names = [m.name for m in pkgutil.walk_packages(lutfuse_deploy.__path__, "lutfuse_deploy.")
+                 if not m.name.endswith("__main__")]
+        for name in names:
+            importlib.import_module(name)
+        print(len(names))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.strip()) > 20
+
+
+def test_every_command_help_works_without_optional_libraries() -> None:
+    proc = _run("""
+        import click
+        from click.testing import CliRunner
+        from lutfuse_deploy.cli import cli
+        def walk(group, prefix):
+            for name, cmd in group.commands.items():
+                yield prefix + [name]
+                if isinstance(cmd, click.Group):
+                    yield from walk(cmd, prefix + [name])
+        runner = CliRunner()
+        paths = [[]] + list(walk(cli, []))
+        for path in paths:
+            res = runner.invoke(cli, path + ["--help"])
+            assert res.exit_code == 0, (path, res.output)
+            assert "Usage:" in res.output, path
+        print(len(paths))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.strip()) >= 10
+
+
+def test_missing_optional_library_names_its_extra(tmp_path) -> None:
+    proc = _run(f"""
+        import sys
+        from lutfuse_deploy.cli import main
+        sys.argv = ["lutfuse-deploy", "fuse", "--model", "{tmp_path}/m.onnx", "--backend", "onnxruntime",
+                    "--ir", "{tmp_path}", "--vi", "{tmp_path}", "--out", "{tmp_path}/o"]
+        open("{tmp_path}/m.onnx", "wb").write(b"x")
+        (__import__("pathlib").Path("{tmp_path}") / "a.png").write_bytes(b"x")
+        main()
+    """)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "pip install 'lutfuse-deploy[onnx]'" in proc.stderr, proc.stderr

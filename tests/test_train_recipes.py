@@ -1,0 +1,141 @@
+"""Training recipes, data stream and loss terms: validation errors name the key, the stream is a pure
+function of (seed, sample number), the losses point the right way. No training here (fast)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from train_helpers import make_train_data
+
+from lutfuse_deploy.errors import ConfigError
+from lutfuse_deploy.paths import REPO_ROOT
+from lutfuse_deploy.train.config import bank_bytes, load_recipe, recipe_from_dict
+from lutfuse_deploy.train.data import CropStream, PairStore, StreamSpec, collect_pairs, gray_of, set_folders
+from lutfuse_deploy.train.losses import (
+    attention_map,
+    digestible_loss,
+    gradient_loss,
+    table_monotonic,
+    table_tv,
+)
+
+RECIPES = sorted((REPO_ROOT / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_shipped_recipes_validate(path: Path) -> None:
+    r = load_recipe(path)
+    assert r.kind in ("teacher", "lut", "mini")
+    assert r.data.crop % 2 == 0
+
+
+def test_recipes_exist_for_every_kind() -> None:
+    kinds = {load_recipe(p).kind for p in RECIPES}
+    assert kinds == {"teacher", "lut", "mini"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ({"kind": "teacher", "stepz": 3}, "stepz: unknown key"),
+        ({"kind": "teacher", "steps": 0}, "steps: expected a number >= 1"),
+        ({"kind": "teacher", "steps": "ten"}, "steps: expected an integer"),
+        ({"kind": "teacher", "data": {"crop": 33}}, "data.crop: must be even"),
+        ({"kind": "teacher", "data": {"cropp": 32}}, "data.cropp: unknown key"),
+        ({"kind": "teacher", "data": {"flip": "yes"}}, "data.flip: expected true or false"),
+        ({"kind": "teacher", "loss": {"ssim": -1}}, "loss.ssim: expected a number >= 0"),
+        ({"kind": "teacher", "loss": {"distill_l1": 1}}, "loss.distill_l1: unknown key"),
+        ({"kind": "teacher", "loss": {"perceptual": 1.0}}, "loss.perceptual: needs loss.vgg_weights"),
+        ({"kind": "teacher", "val": {"score": {"VIFF": 1}}}, "val.score.VIFF: unknown metric"),
+        ({"kind": "teacher", "model": {"nodes": 17}}, "model: only lut recipes"),
+        ({"kind": "lut", "model": {"nodes": 15}}, "model.nodes: expected one of 16, 17"),
+        ({"kind": "lut", "loss": {"init": "random"}}, "loss.init: expected one of analytic, teacher"),
+        ({"kind": "mini", "loss": {"refresh_dtype": "float64"}}, "loss.refresh_dtype"),
+        ({"kind": "gan"}, "kind: expected one of teacher, lut, mini"),
+    ],
+)
+def test_bad_recipe_names_the_key(raw: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=None) as exc:
+        recipe_from_dict(raw, "r.yaml")
+    assert needle in str(exc.value), str(exc.value)
+    assert str(exc.value).startswith("r.yaml: ")
+
+
+def test_load_recipe_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: teacher\nsteps: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_recipe(bad)
+    with pytest.raises(ConfigError, match="cannot read recipe"):
+        load_recipe(tmp_path / "missing.yaml")
+    good = tmp_path / "good.yaml"
+    good.write_text("kind: lut\n")
+    with pytest.raises(ConfigError, match="this recipe trains 'lut', not 'mini'"):
+        load_recipe(good, kind="mini")
+
+
+def test_bank_size_is_bounded() -> None:
+    r = recipe_from_dict({"kind": "mini", "data": {"patches": 2048, "crop": 128}})
+    assert bank_bytes(r) == 2 * 2048 * 128 * 128  # uint8: 64 MiB, not gigabytes of float64
+    r16 = recipe_from_dict(
+        {"kind": "mini", "data": {"patches": 10, "crop": 64}, "loss": {"refresh_dtype": "float16"}}
+    )
+    assert bank_bytes(r16) == 2 * 10 * 64 * 64 * 2
+
+
+def _stream(root: Path, **kw) -> CropStream:
+    pairs = collect_pairs(set_folders(root, ["msrs", "llvip", "roadscene"]))
+    spec = StreamSpec(**{"crop": 32, "flip": True, "seed": 3, **kw})
+    return CropStream(PairStore(pairs, cache=True), spec)
+
+
+def test_stream_is_seeded_and_stateless(tmp_path: Path) -> None:
+    root = make_train_data(tmp_path)
+    a, b = _stream(root), _stream(root)
+    for i in (0, 5, 17):
+        x, y = a[i], b[i]
+        assert all(torch.equal(x[k], y[k]) for k in x)
+    assert x["ir"].shape == (1, 32, 32) and x["rgb"].shape == (3, 32, 32) and x["gray"].dtype == torch.uint8
+    rgb = x["rgb"].permute(1, 2, 0).numpy()
+    assert np.array_equal(x["gray"][0].numpy(), gray_of(rgb))  # PIL luma of the same crop
+    other = _stream(root, seed=4)
+    assert not all(torch.equal(a[i]["ir"], other[i]["ir"]) for i in range(4))
+    ranks = [_stream(root, rank=r, world=2) for r in (0, 1)]
+    assert not torch.equal(ranks[0][0]["ir"], ranks[1][0]["ir"])
+
+
+def test_patch_pool_is_split_between_ranks(tmp_path: Path) -> None:
+    root = make_train_data(tmp_path)
+    seen = [{int(_stream(root, rank=r, world=2, patches=6)[i]["patch"]) for i in range(12)} for r in (0, 1)]
+    assert seen[0] == {0, 2, 4} and seen[1] == {1, 3, 5}
+    s = _stream(root, patches=6, flip=False)
+    first = {int(s[i]["patch"]): s[i]["ir"] for i in range(6)}
+    again = {int(s[i]["patch"]): s[i]["ir"] for i in range(6, 12)}  # next epoch, same patches
+    assert all(torch.equal(first[p], again[p]) for p in first)
+
+
+def test_gradient_and_intensity_losses_prefer_the_richer_fusion() -> None:
+    torch.manual_seed(0)
+    ir, vi = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    blur = torch.nn.functional.avg_pool2d(torch.maximum(ir, vi), 3, 1, 1)
+    assert gradient_loss(torch.maximum(ir, vi), ir, vi) < gradient_loss(blur, ir, vi)
+
+
+def test_digestible_map_ignores_scale_and_width() -> None:
+    torch.manual_seed(0)
+    t = torch.relu(torch.randn(2, 4, 8, 8))
+    assert digestible_loss(3.0 * t, t) < 1e-10
+    wide = torch.cat([t, torch.zeros(2, 60, 8, 8)], dim=1)
+    assert digestible_loss(t, wide) < 1e-10  # channel sum: a 4-channel student can match 64 channels
+    assert torch.allclose(attention_map(t).norm(dim=1), torch.ones(2))
+    assert digestible_loss(t, torch.relu(torch.randn(2, 4, 8, 8))) > 0.01
+
+
+def test_table_regularisers() -> None:
+    ramp = torch.arange(5.0)[:, None, None, None].expand(5, 5, 5, 5)
+    assert table_monotonic(ramp) == 0
+    assert table_monotonic(-ramp) > 0
+    assert table_tv(torch.ones(5, 5, 5, 5)) == 0 and table_tv(ramp) > 0

@@ -1,0 +1,252 @@
+"""Training end to end on tiny synthetic crops: the loss goes down, checkpoints load back and fuse,
+``--resume`` after a kill gives the same weights as an uninterrupted run, refresh banks stay on
+disk, the CLI reports errors on one line, and a 2-process gloo DDP run works."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_one_line_error, run_cli
+from train_helpers import make_train_data
+
+from lutfuse_deploy.io.checkpoints import load_model, save_checkpoint
+from lutfuse_deploy.models import MMDRTeacher
+from lutfuse_deploy.paths import REPO_ROOT
+from lutfuse_deploy.train import load_recipe, train
+from lutfuse_deploy.train.validate import fused_gray
+
+RECIPES = REPO_ROOT / "recipes"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_train_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    return save_checkpoint(MMDRTeacher(), tmp_path_factory.mktemp("t") / "teacher.safetensors")
+
+
+def _recipe(name: str, data: Path, **over: object):
+    r = load_recipe(RECIPES / name)
+    r.val.root = str(data.parent / "val")
+    for k, v in over.items():
+        setattr(r, k, v)
+    return r
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
+
+
+def _losses(out: Path) -> list[float]:
+    return [e["loss"] for e in _log(out) if "loss" in e]
+
+
+def _fuses(path: Path) -> np.ndarray:
+    model, _ = load_model(path)
+    rng = np.random.default_rng(0)
+    ir, rgb = (
+        rng.integers(0, 256, (40, 48), dtype=np.uint8),
+        rng.integers(0, 256, (40, 48, 3), dtype=np.uint8),
+    )
+    out = fused_gray(model, ir, rgb)
+    assert out.shape == (40, 48) and out.dtype == np.uint8
+    return out
+
+
+def _fixed_batch_loss(model: torch.nn.Module, data: Path) -> float:
+    """The teacher recipe's fusion loss on the same 8 crops, whatever model is given."""
+    from lutfuse_deploy.train.data import CropStream, PairStore, StreamSpec, collect_pairs, set_folders
+    from lutfuse_deploy.train.losses import fusion_terms
+
+    stream = CropStream(
+        PairStore(collect_pairs(set_folders(data, ["msrs", "llvip", "roadscene"]))),
+        StreamSpec(32, False, 123),
+    )
+    ir = torch.stack([stream[i]["ir"] for i in range(8)]).float()
+    vi = torch.stack([stream[i]["gray"] for i in range(8)]).float()
+    with torch.no_grad():
+        terms = fusion_terms(
+            model(ir, vi), ir / 255, vi / 255, {"intensity": 1.0, "gradient": 10.0, "ssim": 1.0}
+        )
+    return float(sum(terms.values()))
+
+
+def test_teacher_loss_goes_down_and_checkpoint_fuses(data: Path, tmp_path: Path) -> None:
+    r = _recipe("ci-teacher.yaml", data, steps=12)
+    res = train("teacher", r, data=data, out=tmp_path / "run", progress=False)
+    assert len(_losses(tmp_path / "run")) == 12
+    torch.manual_seed(r.seed)
+    before = _fixed_batch_loss(MMDRTeacher().eval(), data)  # the same initial weights as the run
+    after = _fixed_batch_loss(load_model(res.last)[0], data)
+    assert after < 0.8 * before, (before, after)
+    assert res.last.is_file() and res.best is not None and res.best.is_file()
+    _, meta = load_model(res.last, kind="mmdrfuse-teacher")
+    assert meta["provenance"]["steps"] == 12 and meta["provenance"]["recipe"]["kind"] == "teacher"
+    _fuses(res.best)
+    assert any("val" in e for e in _log(tmp_path / "run"))
+
+
+def _kill_at(monkeypatch: pytest.MonkeyPatch, cls: type, step: int) -> None:
+    original = cls.losses
+
+    def losses(self, model, batch, s):  # type: ignore[no-untyped-def]
+        if s == step:
+            raise KeyboardInterrupt  # what a kill looks like to the loop: nothing after the last save
+        return original(self, model, batch, s)
+
+    monkeypatch.setattr(cls, "losses", losses)
+
+
+@pytest.mark.parametrize("kind", ["lut", "mini"])
+def test_resume_after_kill_matches_uninterrupted_run(
+    kind: str, data: Path, teacher_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lutfuse_deploy.train.lut import LutTask
+    from lutfuse_deploy.train.mini import MiniTask
+
+    name = f"ci-{kind}.yaml"
+    steps = load_recipe(RECIPES / name).steps
+    full = train(
+        kind, _recipe(name, data), data=data, out=tmp_path / "full", teacher=teacher_ckpt, progress=False
+    )
+    with monkeypatch.context() as m:
+        _kill_at(m, LutTask if kind == "lut" else MiniTask, load_recipe(RECIPES / name).save_every + 1)
+        with pytest.raises(KeyboardInterrupt):
+            train(
+                kind,
+                _recipe(name, data),
+                data=data,
+                out=tmp_path / "cut",
+                teacher=teacher_ckpt,
+                progress=False,
+            )
+    resumed = train(
+        kind,
+        _recipe(name, data),
+        data=data,
+        out=tmp_path / "cut",
+        resume=True,
+        teacher=teacher_ckpt,
+        progress=False,
+    )
+    assert resumed.steps == full.steps == steps
+    a, _ = load_model(full.last)
+    b, _ = load_model(resumed.last)
+    for (name_a, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(pa, pb), name_a
+    np.testing.assert_array_equal(_fuses(full.last), _fuses(resumed.last))
+    if kind == "mini":
+        bank = np.load(tmp_path / "full" / "refresh" / "ssim_bank.npy", mmap_mode="r")
+        assert bank.dtype == np.uint8 and bank.shape == (6, 32, 32) and bank.any()
+        assert (np.load(tmp_path / "full" / "refresh" / "seen.npy") == 1).all()
+    if kind == "lut":
+        assert a.lut.shape == (17, 17, 17, 17)
+
+
+def test_same_seed_same_weights_and_no_clobbering(data: Path, tmp_path: Path) -> None:
+    r = _recipe("ci-teacher.yaml", data, steps=2)
+    one = train("teacher", r, data=data, out=tmp_path / "a", progress=False)
+    two = train(
+        "teacher", _recipe("ci-teacher.yaml", data, steps=2), data=data, out=tmp_path / "b", progress=False
+    )
+    for pa, pb in zip(load_model(one.last)[0].parameters(), load_model(two.last)[0].parameters()):
+        assert torch.equal(pa, pb)
+    from lutfuse_deploy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="already holds a training run"):
+        train("teacher", r, data=data, out=tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train("teacher", r, data=data, out=tmp_path / "c", resume=True, progress=False)
+    changed = _recipe("ci-teacher.yaml", data, steps=4)
+    changed.loss.ssim = 2.0
+    with pytest.raises(ConfigError, match="recipe differs"):
+        train("teacher", changed, data=data, out=tmp_path / "a", resume=True, progress=False)
+
+
+def test_cli_errors_are_one_line(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: teacher\nloss:\n  ssimm: 1\n")
+    # The real console entry point once (what a user sees), then the same main() in-process.
+    assert_one_line_error(
+        run_cli("train", "teacher", "--recipe", bad, "--data", data), "loss.ssimm: unknown key"
+    )
+    from lutfuse_deploy.cli import main
+
+    for args, needle in (
+        (
+            [
+                "train",
+                "lut",
+                "--recipe",
+                str(RECIPES / "ci-lut.yaml"),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "o"),
+            ],
+            "distils a teacher: give --teacher",
+        ),
+        (
+            ["train", "mini", "--recipe", str(RECIPES / "ci-teacher.yaml"), "--data", str(data)],
+            "this recipe trains 'teacher', not 'mini'",
+        ),
+        (
+            [
+                "train",
+                "teacher",
+                "--recipe",
+                str(RECIPES / "ci-teacher.yaml"),
+                "--data",
+                str(tmp_path / "nope"),
+            ],
+            "training set folder not found",
+        ),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        err = capsys.readouterr().err
+        assert exc.value.code != 0 and err.startswith("error: ") and needle in err and err.count("\n") == 1, (
+            err
+        )
+
+
+def test_ddp_two_process_gloo(data: Path, tmp_path: Path) -> None:
+    """The same command under torchrun: 2 CPU processes, gloo; rank 0 writes and reports."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    train_args = [
+        "train",
+        "teacher",
+        "--recipe",
+        RECIPES / "ci-teacher.yaml",
+        "--data",
+        data,
+        "--val",
+        data.parent / "val",
+        "--out",
+        tmp_path / "ddp",
+        "--steps",
+        "3",
+        "--quiet",
+    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "lutfuse_deploy", *map(str, train_args)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    model, meta = load_model(tmp_path / "ddp" / "teacher-last.safetensors")
+    assert meta["provenance"]["world_size"] == 2 and meta["provenance"]["steps"] == 3
+    assert proc.stdout.count("trained teacher for 3 steps") == 1  # only rank 0 reports
+    state = torch.load(tmp_path / "ddp" / "train_state.pt", weights_only=True)
+    assert state["step"] == 3
+    for name, p in model.state_dict().items():  # what rank 0 saved is what DDP trained
+        assert torch.equal(p, state["model"][name])
