@@ -79,3 +79,19 @@ def test_cli_refuses_non_checkpoint_model(tmp_path: Path, pair_folders: tuple[Pa
     assert_one_line_error(proc, str(bogus))
     assert proc.returncode == 1
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_atomic_writes_get_normal_permissions_and_leave_nothing_on_failure(tmp_path: Path) -> None:
+    import os
+
+    from lutfuse_deploy.io.files import atomic_path, write_text_atomic
+
+    write_text_atomic(tmp_path / "a.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "b.txt") as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
