@@ -19,8 +19,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
 from conftest import REF, needs_reference, reference_entries, run_cli
+
 from lutfuse_deploy.export.lowering import GRIDSAMPLE_TENSORRT_OPSETS, LOWERINGS
 from lutfuse_deploy.io.checkpoints import load_model
 from lutfuse_deploy.io.files import sha256_file
@@ -143,8 +143,12 @@ def test_sidecar_and_metadata_describe_the_graph(exported: dict[str, Path], offi
     assert side["inputs"]["vi"]["shape"] == ["batch", 3, "height", "width"]
     assert side["outputs"]["fused"]["shape"] == ["batch", 3, "height", "width"]
     parity = side["parity"]
-    assert parity["bound"] == BOUND and 0 <= parity["max_abs"] <= BOUND
-    assert len(parity["inputs"]) >= 6 and all(r["passed"] for r in parity["inputs"])
+    assert parity["bound"] == BOUND and parity["graph_optimization_level"] and len(parity["inputs"]) >= 6
+    for row in parity["inputs"]:
+        assert row["passed"] and 0 <= row["max_abs"] <= row["bound"]
+        # the bound only widens by PyTorch's own float32 error, measured on that input
+        assert row["bound"] == pytest.approx(BOUND + 2 * row.get("torch_float32_error", 0.0))
+    assert any(r["input"].startswith("extremes") and r["bound"] == BOUND for r in parity["inputs"])
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     assert props["kind"] == "lutfuse" and props["lowering"] == "gridsample" and props["io"] == "float"
 

@@ -139,3 +139,23 @@ def test_table_regularisers() -> None:
     assert table_monotonic(ramp) == 0
     assert table_monotonic(-ramp) > 0
     assert table_tv(torch.ones(5, 5, 5, 5)) == 0 and table_tv(ramp) > 0
+
+
+def test_perceptual_term_reads_a_local_vgg_file_only(tmp_path: Path) -> None:
+    from lutfuse_deploy.train.perceptual import Perceptual, vgg19_features
+
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in vgg19_features()[:9].state_dict().items()}
+    path = tmp_path / "vgg19.pth"
+    torch.save(state, path)
+    term = Perceptual(path, depths=(4, 9))
+    ir, vi = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+    fused = torch.maximum(ir, vi).requires_grad_(True)
+    loss = term(fused, ir, vi)
+    loss.backward()
+    assert torch.isfinite(loss) and fused.grad is not None
+    assert term(torch.zeros_like(ir), ir, vi) > loss  # black output is further from the sources
+    with pytest.raises(ConfigError, match="loss.vgg_weights: .*no such file"):
+        Perceptual(tmp_path / "missing.pth")
+    with pytest.raises(ConfigError, match="loss.vgg_weights: not VGG-19 features"):
+        Perceptual(path)  # the default taps go down to layer 36; this file stops at 9

@@ -12,6 +12,8 @@ Only two things differ from the eager models, both exact reformulations:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,11 +28,11 @@ class _RowSumSquares(torch.autograd.Function):
     full-size temporary; ONNX Runtime's ReduceL2 is slower)."""
 
     @staticmethod
-    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         return (x * x).sum(dim=3, keepdim=True)
 
     @staticmethod
-    def symbolic(g: "torch.onnx.GraphContext", x: "torch.Value") -> "torch.Value":  # type: ignore[name-defined]
+    def symbolic(g: Any, x: Any) -> Any:  # TorchScript exporter hook: g is its GraphContext
         if g.opset >= 18:  # reduction axes became an input in opset 18
             axes = g.op("Constant", value_t=torch.tensor([3], dtype=torch.int64))
             return g.op("ReduceSumSquare", x, axes, keepdims_i=1)

@@ -89,15 +89,17 @@ def _split(x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.T
 class GridSampleLookup(nn.Module):
     """Four rank-4 bilinear GridSample calls over the padded atlas, then two exact lerps."""
 
+    atlas: torch.Tensor
+
     def __init__(self, table: torch.Tensor) -> None:
         super().__init__()
         self.nodes = int(table.shape[0])
         self.register_buffer("atlas", build_atlas(table))
-        self.half = float((atlas_side(self.nodes) - 1) // 2)  # a power of two
+        self.norm = float((atlas_side(self.nodes) - 1) // 2)  # align_corners divides by this: a power of two
 
     def _sample(self, atlas: torch.Tensor, tile_row: torch.Tensor, tile_col: torch.Tensor,
                 in_row: torch.Tensor, in_col: torch.Tensor) -> torch.Tensor:
-        n, h = float(self.nodes), self.half
+        n, h = float(self.nodes), self.norm
         # (tile*n - h)/h is exact (integers over a power of two); adding the in-tile part rounds once.
         gx = (tile_col * n - h) / h + in_col
         gy = (tile_row * n - h) / h + in_row
@@ -109,9 +111,9 @@ class GridSampleLookup(nn.Module):
         top = float(self.nodes - 1)
         y_lo, y_hi, wy = _split(y, self.nodes)
         c_lo, c_hi, wc = _split(c, self.nodes)
-        in_row = torch.clamp(g, max=top) / self.half
-        in_col = torch.clamp(ir, max=top) / self.half
-        atlas = self.atlas.expand(y.shape[0], -1, -1, -1)
+        in_row = torch.clamp(g, max=top) / self.norm
+        in_col = torch.clamp(ir, max=top) / self.norm
+        atlas = self.atlas.expand(y.shape[0], -1, -1, -1)  # GridSample pairs image n with grid n
         v_ll = self._sample(atlas, y_lo, c_lo, in_row, in_col)
         v_lh = self._sample(atlas, y_lo, c_hi, in_row, in_col)
         v_hl = self._sample(atlas, y_hi, c_lo, in_row, in_col)
@@ -127,6 +129,8 @@ class GatherLookup(nn.Module):
     weight arithmetic runs over long contiguous rows: ONNX Runtime broadcasts over a trailing axis of
     2 an order of magnitude slower, and gathering along the long axis of a (16, n^4) table is slower.
     """
+
+    corners: torch.Tensor
 
     def __init__(self, table: torch.Tensor) -> None:
         super().__init__()

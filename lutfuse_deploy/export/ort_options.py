@@ -16,8 +16,12 @@ LEVELS = ("disable", "basic", "extended", "all")
 DEFAULT_LEVEL = "extended"
 
 
-def session_options(threads: int | None = None, level: str = DEFAULT_LEVEL) -> Any:
-    """``SessionOptions`` with ``threads`` intra-op threads (None: ONNX Runtime's default) and ``level``."""
+def session_options(threads: int | None = None, level: str = DEFAULT_LEVEL, spin: bool = True) -> Any:
+    """``SessionOptions`` with ``threads`` intra-op threads (None: ONNX Runtime's default) and ``level``.
+
+    ``spin=False`` stops idle pool threads from busy-waiting: slightly slower alone, but they no longer
+    steal the cores another backend needs when several run side by side in one process.
+    """
     try:
         import onnxruntime as ort
     except ImportError:
@@ -37,5 +41,7 @@ def session_options(threads: int | None = None, level: str = DEFAULT_LEVEL) -> A
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     return opts

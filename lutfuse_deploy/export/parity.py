@@ -1,10 +1,14 @@
 """Export verifies itself: the new graph in ONNX Runtime against the PyTorch eager path.
 
-Polygraphy's ``OnnxrtRunner`` runs the graph and its ``SimpleCompareFunc`` measures each output
-(max abs difference against a per-input bound). The bound is 1e-4 on the [0, 1] scale (float io; raw
-tanh for MMDRFuse) or 1 LSB (uint8 io). When an input fails, the message also gives the PyTorch
-float32 path's own distance from float64: the official LUT-Fuse context network is ill-conditioned on
-some images, where any two float32 implementations differ by more than 1e-4 (docs in export/graph.py).
+Polygraphy's ``OnnxrtRunner`` runs the graph and its ``SimpleCompareFunc`` compares each output
+with the PyTorch one against a per-input bound: 1 LSB for uint8 io; for float io 1e-4 on the [0, 1]
+scale (raw tanh for MMDRFuse), widened only where PyTorch itself is that far from exact. The
+official LUT-Fuse context network is ill-conditioned: on some images (TNO, MSRS night scenes, even
+random noise) the PyTorch float32 output is 1e-4..5e-4 from a float64 evaluation of the same model, so
+two float32 implementations that sum in different orders differ by that much whatever the graph.
+When an input misses 1e-4, PyTorch is rerun in float64 and the bound becomes
+``1e-4 + 2 * |torch32 - torch64|`` (each float32 result may be that far from exact); a wrong graph
+misses by far more, and the well-conditioned inputs (saturated blocks, most real pairs) keep 1e-4.
 """
 
 from __future__ import annotations
@@ -79,8 +83,8 @@ def real_inputs(channels: int, hw: tuple[int, int] | None, multiple: int) -> lis
         ir, vi = load_pair(pairs[0], vi_mode="RGB" if channels == 3 else "L")
         if hw is not None:
             size = (hw[1], hw[0])
-            ir = np.asarray(Image.fromarray(ir).resize(size, Image.BILINEAR))
-            vi = np.asarray(Image.fromarray(vi).resize(size, Image.BILINEAR))
+            ir = np.asarray(Image.fromarray(ir).resize(size, Image.Resampling.BILINEAR))
+            vi = np.asarray(Image.fromarray(vi).resize(size, Image.Resampling.BILINEAR))
         else:
             h, w = _round_to(ir.shape[0], multiple), _round_to(ir.shape[1], multiple)
             ir, vi = ir[:h, :w], vi[:h, :w]
@@ -120,7 +124,6 @@ def verify_parity(path: Path, model: Any, io: str, inputs: list[ParityInput], th
         raise MissingDependency("polygraphy", "onnx") from None
 
     atol = UINT8_ATOL if io == "uint8" else FLOAT_ATOL
-    compare = SimpleCompareFunc(check_shapes=True, rtol=0.0, atol=atol)
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
     old = G_LOGGER.module_severity
@@ -136,27 +139,40 @@ def verify_parity(path: Path, model: Any, io: str, inputs: list[ParityInput], th
                 want = _torch_path(model, item)
                 if io == "uint8":
                     got, want = got.astype(np.float32), to_uint8(want).astype(np.float32)
-                result = compare(IterationResult({"fused": got}, runner_name="onnxruntime"),
-                                 IterationResult({"fused": want}, runner_name="torch"))["fused"]
+                row: dict[str, Any] = {"input": item.name,
+                                       "shape": list(item.ir.shape[:1]) + list(item.vi.shape[1:])}
+                bound = atol
+                result = _compare(SimpleCompareFunc, IterationResult, got, want, bound)
+                if not result and io == "float" and got.shape == want.shape:
+                    noise = float(np.abs(want - _torch_path(model, item, double=True)).max())
+                    row["torch_float32_error"] = noise
+                    bound = atol + 2 * noise
+                    result = _compare(SimpleCompareFunc, IterationResult, got, want, bound)
                 max_abs = float(result.max_absdiff) if got.shape == want.shape else float("inf")
-                row = {"input": item.name, "shape": list(item.ir.shape[:1]) + list(item.vi.shape[1:]),
-                       "max_abs": max_abs, "bound": atol, "passed": bool(result)}
+                row.update(max_abs=max_abs, bound=bound, passed=bool(result))
                 rows.append(row)
                 if not row["passed"]:
-                    failures.append(_explain(model, item, io, max_abs, atol))
+                    failures.append(_explain(row, io))
     finally:
         G_LOGGER.module_severity = old
     if failures:
         raise ExportError("parity check failed, nothing written: " + "; ".join(failures))
     return {"backend": "onnxruntime", "graph_optimization_level": level, "threads": threads,
             "bound": atol, "unit": "LSB (uint8)" if io == "uint8" else "[0,1] scale",
+            "rule": "max abs <= 1 LSB" if io == "uint8" else
+            "max abs <= 1e-4, or <= 1e-4 + 2*|torch32 - torch64| where PyTorch float32 is itself that far from exact",
             "max_abs": max((r["max_abs"] for r in rows), default=0.0), "inputs": rows}
 
 
-def _explain(model: Any, item: ParityInput, io: str, max_abs: float, atol: float) -> str:
-    unit = "LSB" if io == "uint8" else ""
-    msg = f"{item.name}: max abs {max_abs:.3g}{unit} > {atol:g}{unit}"
-    if io == "float" and np.isfinite(max_abs):
-        noise = float(np.abs(_torch_path(model, item) - _torch_path(model, item, double=True)).max())
-        msg += f" (PyTorch float32 vs float64 on this input: {noise:.3g})"
+def _compare(compare_cls: Any, result_cls: Any, got: np.ndarray, want: np.ndarray, atol: float) -> Any:
+    compare = compare_cls(check_shapes=True, rtol=0.0, atol=atol)
+    return compare(result_cls({"fused": got}, runner_name="onnxruntime"),
+                   result_cls({"fused": want}, runner_name="torch"))["fused"]
+
+
+def _explain(row: dict[str, Any], io: str) -> str:
+    unit = " LSB" if io == "uint8" else ""
+    msg = f"{row['input']}: max abs {row['max_abs']:.3g}{unit} > {row['bound']:.3g}{unit}"
+    if "torch_float32_error" in row:
+        msg += f" (PyTorch float32 vs float64 on this input: {row['torch_float32_error']:.3g})"
     return msg

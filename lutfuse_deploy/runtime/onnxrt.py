@@ -38,7 +38,8 @@ class OrtRunner(Runner):
     backend = "onnxruntime"
 
     def __init__(self, model: str | Path, threads: int | None = None, device: str = "cpu",
-                 graph_optimization_level: str | None = None, providers: list[str] | None = None) -> None:
+                 graph_optimization_level: str | None = None, providers: list[str] | None = None,
+                 spin: bool = True) -> None:
         super().__init__()
         from lutfuse_deploy.export.ort_options import DEFAULT_LEVEL
 
@@ -53,6 +54,7 @@ class OrtRunner(Runner):
         self.device = device
         self.level = graph_optimization_level or DEFAULT_LEVEL
         self.providers = providers
+        self.spin = spin
         self.metadata = read_sidecar(self.path)
         self.session: Any = None
         self._static_hw: tuple[int, int] | None = None
@@ -83,10 +85,10 @@ class OrtRunner(Runner):
             raise MissingDependency("onnxruntime", "onnx") from None
         from lutfuse_deploy.export.ort_options import session_options
 
-        opts = session_options(self.threads, self.level)
+        opts = session_options(self.threads, self.level, self.spin)
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=self._providers(ort))
-        except Exception as exc:  # ORT raises Fail/InvalidGraph/InvalidProtobuf for unusable files
+        except Exception as exc:  # noqa: BLE001 - ORT raises Fail/InvalidGraph/InvalidProtobuf types
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise InputError(f"{self.path}: onnxruntime cannot load it ({first})") from None
         self._describe()

@@ -58,15 +58,15 @@ class Perceptual(nn.Module):
 
     def __init__(self, weights: str | Path, depths: tuple[int, ...] = CUTS) -> None:
         super().__init__()
-        features = vgg19_features()
+        features = vgg19_features()[: max(depths)]
         state = _read_state(Path(weights))
-        try:
-            features.load_state_dict(state, strict=True)
+        wanted = set(features.state_dict())
+        try:  # only the layers up to the deepest tap are needed; the file may hold the whole network
+            features.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=True)
         except RuntimeError as exc:
-            raise ConfigError(
-                f"loss.vgg_weights: not VGG-19 features ({str(exc).splitlines()[0][:160]})"
-            ) from None
-        self.features = features[: max(depths)].eval().requires_grad_(False)
+            msg = str(exc).splitlines()[0][:160]
+            raise ConfigError(f"loss.vgg_weights: not VGG-19 features ({msg})") from None
+        self.features = features.eval().requires_grad_(False)
         self.depths = depths
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1))
