@@ -41,11 +41,23 @@ test: $(STAMP) lint typecheck
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken"; exit 1; fi; exit $$rc
 	$(MAKE) --no-print-directory gate
 
+# Relative latency budgets on the CPU: the shipped models, exported here, timed side by side with
+# their PyTorch eager path in one interleaved run (ratios hold on a noisy shared machine).
+GATE := build/gate
+LUT  := lutfuse_deploy/pretrained/lutfuse.safetensors
+MINI := lutfuse_deploy/pretrained/mini.safetensors
+CLI  := $(VENV)/bin/lutfuse-deploy
 gate: $(STAMP)
-	$(PY) -m lutfuse_deploy.profile.ci_gate
+	mkdir -p $(GATE)
+	$(CLI) export --model $(LUT) -o $(GATE)/lut.onnx --dynamic
+	$(CLI) export --model $(MINI) -o $(GATE)/mini.onnx --dynamic
+	$(CLI) profile --model $(LUT) --backend torch --model $(GATE)/lut.onnx --backend onnxruntime \
+	    --model $(MINI) --backend torch --model $(GATE)/mini.onnx --backend onnxruntime \
+	    --resolutions 640x480,1280x720 --threads 2 --warmup 1 --iters 5 \
+	    --budget recipes/budgets/ci.yaml --json $(GATE)/profile.json
 
 quality: $(STAMP)
 	$(PY) -m lutfuse_deploy.quality
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build demo_out .pytest_cache .mypy_cache .ruff_cache

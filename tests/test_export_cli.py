@@ -225,6 +225,26 @@ def test_parity_bound_widens_only_by_pytorchs_own_error(float32_error: float, pa
         assert row["max_abs"] > 1e-4 and row["bound"] == pytest.approx(1e-4 + 1e-3, rel=1e-2)
 
 
+@pytest.mark.parametrize("name", ["gridsample", "gather"])
+def test_17_node_lattice_and_fast_variant_export(name: str, no_data: dict[str, str], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from lutfuse_deploy.export.onnx import torch_to_onnx
+    from lutfuse_deploy.models.lut import LutFuseConfig
+
+    monkeypatch.setenv("LUTFUSE_DATA", no_data["LUTFUSE_DATA"])
+    ckpt = save_checkpoint(analytic_lutfuse(LutFuseConfig(nodes=17, context_scale=0.5), seed=2),
+                           tmp_path / "n17.safetensors")
+    path = torch_to_onnx(ckpt, tmp_path / "n17.onnx", lowering=name, dynamic=True)
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["config"]["nodes"] == 17 and side["size_multiple"] == 2
+    if name == "gridsample":
+        sides = [list(t.dims)[-1] for t in onnx.load(str(path)).graph.initializer if len(t.dims) == 4]
+        assert 513 in sides  # 17 x 17 tiles of 17 = 289 texels, padded to 2^9 + 1
+    runner = create_runner(path, "onnxruntime")
+    with pytest.raises(InputError, match="multiples of 2"):
+        runner.infer(np.zeros((1, 1, 31, 40), np.float32), np.zeros((1, 3, 31, 40), np.float32))
+
+
 def test_mmdrfuse_graphs_and_size_rules(checkpoints: dict[str, Path], no_data: dict[str, str], tmp_path: Path) -> None:
     files = {}
     for kind in ("mmdrfuse-student", "mmdrfuse-teacher"):

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +154,28 @@ def test_sidecar_and_metadata_describe_the_graph(exported: dict[str, Path], offi
     assert any(r["input"].startswith("extremes") and r["bound"] == BOUND for r in parity["inputs"])
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     assert props["kind"] == "lutfuse" and props["lowering"] == "gridsample" and props["io"] == "float"
+
+
+@pytest.mark.parametrize("kind", ["mmdrfuse-student", "mmdrfuse-teacher"])
+def test_mmdrfuse_onnx_matches_official_outputs(kind: str, official: dict[str, Path], tmp_path: Path) -> None:
+    path = tmp_path / f"{kind}.onnx"
+    (tmp_path / "no_data").mkdir()
+    env = {**os.environ, "LUTFUSE_DATA": str(tmp_path / "no_data")}  # synthetic parity inputs only: faster
+    proc = subprocess.run([sys.executable, "-m", "lutfuse_deploy", "export", "--model", str(official[kind]),
+                           "-o", str(path), "--dynamic"], capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    runner = create_runner(path, "onnxruntime", threads=2)
+    key = kind.replace("-", "_")
+    checked = 0
+    for e in reference_entries():
+        if not e.get(key):
+            continue
+        ir, vi = load_pair(ImagePair("x", REF.parent / e["ir"], REF.parent / e["vi"]), vi_mode="L")
+        out = runner.infer(ir[None, None].astype(np.float32), vi[None, None].astype(np.float32))[0, 0]
+        ref = np.load(REF.parent / e[key])
+        assert out.shape == ref.shape and float(np.abs(out - ref).max()) <= BOUND, e["ir"]
+        checked += 1
+    assert checked >= 1
 
 
 def test_uint8_io_is_within_one_lsb(official: dict[str, Path], tmp_path: Path) -> None:

@@ -16,11 +16,11 @@ from typing import Any
 
 from lutfuse_deploy import __version__
 from lutfuse_deploy.errors import ExportError, MissingDependency
-from lutfuse_deploy.export import lowering
+from lutfuse_deploy.export import lowering as lowerings
 
 FORMAT = "lutfuse-deploy/onnx-v1"
 DEFAULT_OPSET = 17
-MIN_OPSET = lowering.GRIDSAMPLE_MIN_OPSET
+MIN_OPSET = lowerings.GRIDSAMPLE_MIN_OPSET
 IOS = ("float", "uint8")
 INPUTS = ("ir", "vi")
 OUTPUT = "fused"
@@ -40,13 +40,13 @@ def validate_options(kind: str, opset: int, lowering_name: str, io: str, height:
     """Refuse options the graph cannot honour; returns the static (H, W) or None for --dynamic."""
     if io not in IOS:
         raise ExportError(f"unknown io {io!r}: choose one of {', '.join(IOS)}")
-    if lowering_name not in lowering.LOWERINGS:
-        raise ExportError(f"unknown lowering {lowering_name!r}: choose one of {', '.join(lowering.LOWERINGS)}")
+    if lowering_name not in lowerings.LOWERINGS:
+        raise ExportError(f"unknown lowering {lowering_name!r}: choose one of {', '.join(lowerings.LOWERINGS)}")
     top = _max_opset()
     if not MIN_OPSET <= opset <= top:
         raise ExportError(f"opset {opset} is not supported: use {MIN_OPSET}..{top} (default {DEFAULT_OPSET})")
     if kind == "lutfuse" and lowering_name == "gridsample":
-        problem = lowering.gridsample_opset_problem(opset)
+        problem = lowerings.gridsample_opset_problem(opset)
         if problem and not allow_opset_override:
             raise ExportError(f"refusing opset {opset} for a GridSample graph: {problem}. Use --opset 17, "
                               "--lowering gather, or --allow-opset-20 if the graph is not meant for TensorRT")
@@ -113,7 +113,7 @@ def torch_to_onnx(
     checkpoint: str | Path,
     out: str | Path,
     opset: int = DEFAULT_OPSET,
-    lowering: str = lowering.DEFAULT_LOWERING,
+    lowering: str = lowerings.DEFAULT_LOWERING,
     io: str = "float",
     height: int | None = None,
     width: int | None = None,
@@ -124,7 +124,8 @@ def torch_to_onnx(
 ) -> Path:
     """Export ``checkpoint`` to ``out`` (.onnx) and its sidecar ``out.with_suffix('.json')``.
 
-    Without ``height``/``width`` the graph takes any size (as with ``dynamic=True``).
+    Without ``height``/``width`` the graph takes any size (as with ``dynamic=True``). ``lowering`` only
+    applies to LUT-Fuse; ``threads`` is what the parity check runs ONNX Runtime with.
     """
     try:
         import onnx
@@ -144,8 +145,7 @@ def torch_to_onnx(
     kind = meta["kind"]
     multiple = size_multiple(model)
     lowering_name = lowering if kind == "lutfuse" else "none"
-    hw = validate_options(kind, opset, lowering if kind == "lutfuse" else "gather", io, height, width, dynamic,
-                          multiple, allow_opset_override)
+    hw = validate_options(kind, opset, lowering, io, height, width, dynamic, multiple, allow_opset_override)
     channels = 3 if kind == "lutfuse" else 1
     inputs = synthetic_inputs(channels, hw, multiple) + real_inputs(channels, hw, multiple)
     props = {"kind": kind, "io": io, "lowering": lowering_name, "opset": str(opset),

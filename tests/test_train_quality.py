@@ -1,0 +1,84 @@
+"""``make quality`` plumbing without the long run: target counting, the report, shipped-file lookup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lutfuse_deploy.errors import InputError
+from lutfuse_deploy.io.checkpoints import save_checkpoint
+from lutfuse_deploy.models import MMDRStudent, MMDRTeacher
+from lutfuse_deploy.models.lut import analytic_lutfuse
+from lutfuse_deploy.quality import BASELINES, ROWS, SetResult, fidelity, shipped_checkpoints, target_wins
+from lutfuse_deploy.quality_report import render_markdown
+
+METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR")
+
+
+def _result(name: str, ours: float, theirs: float) -> SetResult:
+    res = SetResult(name, pairs=2)
+    for row, _ in ROWS:
+        value = ours if "shipped" in row else theirs
+        res.metrics[row] = [dict.fromkeys(METRICS, value), dict.fromkeys(METRICS, value)]
+    for row in BASELINES:
+        res.metrics[row] = [dict.fromkeys(METRICS, 0.5)]
+    res.fidelity = {"a vs b": [(30.0, 0.9), (float("inf"), 1.0)]}
+    return res
+
+
+def test_targets_and_report() -> None:
+    good, bad = _result("msrs_test", 1.0, 0.9), _result("tno", 0.8, 0.9)
+    bad.metrics["LUT-Fuse (shipped)"][0]["EN"] = 5.0  # a mean above the official one: one win
+    assert len(target_wins(good, "LUT-Fuse (shipped)", "LUT-Fuse (official)")) == 10
+    assert target_wins(bad, "LUT-Fuse (shipped)", "LUT-Fuse (official)") == ["EN"]
+    info = {
+        "command": "python -m lutfuse_deploy.quality",
+        "date": "d",
+        "machine": "m",
+        "wall_s": 1.0,
+        "tanh_map": "minmax",
+        "checkpoints": {"lut": "lutfuse.safetensors"},
+        "figure": "quality.png",
+    }
+    md = render_markdown([good, bad, _result("mri_pet", 1.0, 0.9)], info)
+    assert "| msrs_test | 2 | 10/10 met" in md and "| tno | 2 | 1/10 **not met** (EN)" in md
+    assert "mri_pet" in md and "30.00 dB / 0.950" in md and "![first pair of each set](quality.png)" in md
+
+
+def test_fidelity_of_identical_and_different_images() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (32, 40), dtype=np.uint8)
+    psnr, ssim = fidelity(a, a)
+    assert psnr == float("inf") and ssim == pytest.approx(1.0)
+    psnr2, ssim2 = fidelity(a, 255 - a)
+    assert psnr2 < 10 and ssim2 < 0.5
+
+
+def test_shipped_checkpoints_need_one_of_each(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    save_checkpoint(analytic_lutfuse(), tmp_path / "lutfuse.safetensors")
+    save_checkpoint(MMDRStudent(), tmp_path / "mini.safetensors")
+    with pytest.raises(InputError, match="expected one mmdrfuse-teacher checkpoint named \\*teacher\\*"):
+        shipped_checkpoints(tmp_path)
+    save_checkpoint(MMDRTeacher(), tmp_path / "teacher.safetensors")
+    found = shipped_checkpoints(tmp_path)
+    assert {k: p.name for k, p in found.items()} == {
+        "teacher": "teacher.safetensors",
+        "lut": "lutfuse.safetensors",
+        "mini": "mini.safetensors",
+    }
+
+
+def test_the_shipped_checkpoints_are_in_the_package() -> None:
+    from lutfuse_deploy.io.checkpoints import load_model
+    from lutfuse_deploy.paths import pretrained_dir
+
+    found = shipped_checkpoints(pretrained_dir())
+    sizes = {k: p.stat().st_size for k, p in found.items()}
+    assert sizes["mini"] < 10_000 and sizes["lut"] < 400_000 and sizes["teacher"] < 2_500_000
+    for path in found.values():
+        _, meta = load_model(path)
+        assert meta["provenance"]["trained_by"] == "lutfuse-deploy train"
