@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_one_line_error, pair_folders, run_cli  # noqa: F401 - fixture import
 from safetensors.torch import save_file
 
-from conftest import assert_one_line_error, pair_folders, run_cli  # noqa: F401 - fixture import
 from lutfuse_deploy.errors import CheckpointError
 from lutfuse_deploy.io.checkpoints import META_KEY, load_model, read_metadata, save_checkpoint, weights_sha256
 from lutfuse_deploy.models import create_model
@@ -90,8 +90,7 @@ def test_atomic_writes_get_normal_permissions_and_leave_nothing_on_failure(tmp_p
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
-    with pytest.raises(RuntimeError):
-        with atomic_path(tmp_path / "b.txt") as tmp:
-            tmp.write_text("partial")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "b.txt") as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError("boom")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]

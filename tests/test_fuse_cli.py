@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error, pair_folders, run_cli, synthetic_pair  # noqa: F401
 from PIL import Image
 
-from conftest import assert_one_line_error, pair_folders, run_cli, synthetic_pair  # noqa: F401
 from lutfuse_deploy.io.checkpoints import save_checkpoint
 from lutfuse_deploy.models import create_model
 from lutfuse_deploy.models.lut import analytic_lutfuse
@@ -90,7 +90,7 @@ def _bad_folders(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     Image.fromarray(b[:2, :2]).save(vi / "tiny.png")
     expect["tiny"] = "smaller than 3x3"
     # 16-bit IR (radiometric camera) is refused by default
-    Image.fromarray((a.astype(np.uint16) * 250)).save(ir / "radiometric.png")
+    Image.fromarray(a.astype(np.uint16) * 250).save(ir / "radiometric.png")
     Image.fromarray(b).save(vi / "radiometric.png")
     expect["16-bit"] = str(ir / "radiometric.png")
     return ir, vi, expect

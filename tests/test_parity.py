@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import DATA, REF, needs_reference, reference_entries, run_cli
+
 from lutfuse_deploy.io.images import ImagePair, load_pair
 from lutfuse_deploy.pipeline import prepare
 from lutfuse_deploy.runtime import create_runner

@@ -169,6 +169,5 @@ def save_png(path: str | Path, image: np.ndarray) -> None:
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)

@@ -138,7 +138,7 @@ class LutFuse(nn.Module):
 
     kind = "lutfuse"
 
-    def __init__(self, config: LutFuseConfig | None = None, **overrides: float | int) -> None:
+    def __init__(self, config: LutFuseConfig | None = None, **overrides: float) -> None:
         super().__init__()
         self.config = config or LutFuseConfig(**overrides)  # type: ignore[arg-type]
         n = self.config.nodes

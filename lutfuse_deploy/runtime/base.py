@@ -50,7 +50,7 @@ class Runner(ABC):
             self.deactivate_impl()
             self.is_active = False
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         self.activate()
         return self
 
@@ -78,10 +78,10 @@ class Runner(ABC):
         if min(ir.shape[2:]) < 3:
             raise InputError(f"image {ir.shape[3]}x{ir.shape[2]} is smaller than 3x3")
 
-    def activate_impl(self) -> None:  # noqa: B027 - optional hook
+    def activate_impl(self) -> None:
         """Acquire sessions, contexts or device buffers."""
 
-    def deactivate_impl(self) -> None:  # noqa: B027 - optional hook
+    def deactivate_impl(self) -> None:
         """Release what ``activate_impl`` acquired."""
 
     @abstractmethod
