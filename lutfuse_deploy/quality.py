@@ -19,8 +19,10 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -139,7 +141,7 @@ def fidelity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def evaluate_set(
-    name: str, pairs: list, models: dict[str, object], tanh_map: str, progress: bool
+    name: str, pairs: list, models: Mapping[str, Any], tanh_map: str, progress: bool
 ) -> SetResult:
     from tqdm import tqdm
 

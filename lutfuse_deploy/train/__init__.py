@@ -91,7 +91,7 @@ def train(
         if val is not None:
             r.val.root = str(val)
         val_root = Path(r.val.root) if r.val.root else data_root() / "ivif" / "llvip_test"
-        val = validation_pairs(val_root, r.val.pairs, r.val.crop) if ctx.is_main else []
+        val_pairs = validation_pairs(val_root, r.val.pairs, r.val.crop) if ctx.is_main else []
         out_dir = Path(out) if out is not None else Path("runs") / kind
         check_out_dir(out_dir, resume)
         provenance = {
@@ -100,7 +100,7 @@ def train(
         }
         task = _make_task(r, stream, ctx, out_dir, resume, teacher)
         task.provenance = {**provenance, **task.provenance}
-        return Trainer(task, r, out_dir, ctx, progress).run(resume, val)
+        return Trainer(task, r, out_dir, ctx, progress).run(resume, val_pairs)
     finally:
         torch.set_num_threads(threads_before)  # a library call must not leave the process changed
         ctx.close()
@@ -117,7 +117,7 @@ def _make_task(
     if r.kind == "lut":
         from lutfuse_deploy.train.lut import LutTask
 
-        task = LutTask(r, stream, ctx.device, t_model)
+        task: Task = LutTask(r, stream, ctx.device, t_model)
     else:
         from lutfuse_deploy.train.mini import MiniTask
 

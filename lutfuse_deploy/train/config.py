@@ -160,7 +160,7 @@ def _check_value(value: Any, tp: Any, where: str, meta: typing.Mapping[str, Any]
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _check_value(value, inner, where, meta)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
     if origin is list:
         (item,) = typing.get_args(tp)

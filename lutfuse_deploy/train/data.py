@@ -148,9 +148,9 @@ class CropStream(Dataset):
                 ir, rgb = ir[::-1], rgb[::-1]
             if flips[1]:
                 ir, rgb = ir[:, ::-1], rgb[:, ::-1]
-        rgb = np.ascontiguousarray(rgb)
+        rgb = np.array(rgb, copy=True)  # own, writable memory: the cache stays read-only and shared
         return {
-            "ir": torch.from_numpy(np.ascontiguousarray(ir))[None],
+            "ir": torch.from_numpy(np.array(ir, copy=True))[None],
             "rgb": torch.from_numpy(rgb).permute(2, 0, 1).contiguous(),
             "gray": torch.from_numpy(gray_of(rgb))[None],
             "patch": torch.tensor(patch, dtype=torch.long),

@@ -24,7 +24,7 @@ from torch import nn
 
 from lutfuse_deploy.errors import ConfigError, LutfuseError
 from lutfuse_deploy.io.files import atomic_path, write_text_atomic
-from lutfuse_deploy.train.config import MODEL_KIND, Recipe
+from lutfuse_deploy.train.config import Recipe
 from lutfuse_deploy.train.data import CropStream, make_loader
 from lutfuse_deploy.train.distributed import RunContext
 
@@ -276,7 +276,3 @@ class Trainer:
             self.log_path,
             self.last_val,
         )
-
-
-def model_kind(recipe: Recipe) -> str:
-    return MODEL_KIND[recipe.kind]

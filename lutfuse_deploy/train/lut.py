@@ -90,6 +90,7 @@ class LutTask(Task):
 
     def __init__(self, recipe: Recipe, stream: CropStream, device: torch.device, teacher: nn.Module) -> None:
         self.recipe = recipe
+        assert recipe.model is not None  # recipe_from_dict always sets it for lut
         self.model = LutFuse(LutFuseConfig(**dataclasses.asdict(recipe.model)))
         self.stream = stream
         self.teacher = teacher.to(device).eval().requires_grad_(False)

@@ -11,12 +11,14 @@ The student's last conv (4 -> 1) starts as a copy of the teacher's, as in the of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
 
-from lutfuse_deploy.models import MMDRStudent
+from lutfuse_deploy.models import MMDRStudent, MMDRTeacher
 from lutfuse_deploy.train.config import Recipe
 from lutfuse_deploy.train.data import CropStream
 from lutfuse_deploy.train.engine import Task
@@ -57,7 +59,7 @@ class MiniTask(Task):
         out_dir: Path,
         resume: bool,
         is_main: bool,
-        barrier: object,
+        barrier: Callable[[], None],
     ) -> None:
         self.model = MMDRStudent()
         self.stream = stream
@@ -68,7 +70,8 @@ class MiniTask(Task):
         self.perceptual = perceptual_module(loss, device)
         if loss.init_from_teacher:
             with torch.no_grad():
-                self.model.conv2[1].load_state_dict(teacher.conv00[1].state_dict())
+                last = self.model.conv2[1]
+                last.load_state_dict(cast(nn.Sequential, teacher.conv00)[1].state_dict())
         self.bank: RefreshBank | None = None
         if loss.refresh:
             folder = Path(out_dir) / "refresh"
@@ -76,7 +79,7 @@ class MiniTask(Task):
                 RefreshBank(
                     folder, recipe.data.patches, recipe.data.crop, loss.refresh_dtype, create=not resume
                 )
-            barrier()  # type: ignore[operator]
+            barrier()
             self.bank = RefreshBank(
                 folder, recipe.data.patches, recipe.data.crop, loss.refresh_dtype, create=False
             )
@@ -91,7 +94,7 @@ class MiniTask(Task):
         ir01, vi01 = batch["ir"] / 255.0, batch["gray"] / 255.0
         raw, feat = model(batch["ir"], batch["gray"])
         with torch.no_grad():
-            t_out, t_feat = self.teacher.forward_with_features(batch["ir"], batch["gray"])
+            t_out, t_feat = cast(MMDRTeacher, self.teacher).forward_with_features(batch["ir"], batch["gray"])
         out = minmax(raw) if self.output_map == "minmax" else raw
         terms = fusion_terms(out, ir01, vi01, w, self.perceptual)
         if w["distill_feature"]:

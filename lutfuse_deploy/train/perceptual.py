@@ -56,9 +56,13 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
 class Perceptual(nn.Module):
     """Mean over five depths of MSE(features(F), max(features(ir), features(vi)))."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+    features: nn.Sequential
+
     def __init__(self, weights: str | Path, depths: tuple[int, ...] = CUTS) -> None:
         super().__init__()
-        features = vgg19_features()[: max(depths)]
+        features = nn.Sequential(*list(vgg19_features())[: max(depths)])
         state = _read_state(Path(weights))
         wanted = set(features.state_dict())
         try:  # only the layers up to the deepest tap are needed; the file may hold the whole network
@@ -66,7 +70,8 @@ class Perceptual(nn.Module):
         except RuntimeError as exc:
             msg = str(exc).splitlines()[0][:160]
             raise ConfigError(f"loss.vgg_weights: not VGG-19 features ({msg})") from None
-        self.features = features.eval().requires_grad_(False)
+        features.eval().requires_grad_(False)
+        self.features = features
         self.depths = depths
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1))
@@ -74,7 +79,7 @@ class Perceptual(nn.Module):
     def _taps(self, gray01: torch.Tensor) -> list[torch.Tensor]:
         x = (gray01.expand(-1, 3, -1, -1) - self.mean) / self.std
         taps = []
-        for i, layer in enumerate(self.features, start=1):
+        for i, layer in enumerate(list(self.features), start=1):
             x = layer(x)
             if i in self.depths:
                 taps.append(x)

@@ -14,6 +14,7 @@ OS as patches are visited; they survive a kill, so ``--resume`` continues with t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,9 @@ class RefreshBank:
         self.folder = Path(folder)
         self.dtype = np.uint8 if dtype == "uint8" else np.float16
         self.scale = 255.0 if self.dtype == np.uint8 else 1.0
-        shapes = {f"{b}_bank": ((patches, crop, crop), self.dtype) for b in BANKS}
+        shapes: dict[str, tuple[tuple[int, ...], Any]] = {
+            f"{b}_bank": ((patches, crop, crop), self.dtype) for b in BANKS
+        }
         shapes["scores"] = ((patches, 2), np.float32)  # best SSIM sum, best GMSD sum
         shapes["seen"] = ((patches,), np.uint8)
         self.arrays: dict[str, np.memmap] = {}

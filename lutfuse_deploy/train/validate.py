@@ -29,7 +29,7 @@ def fused_gray(
     from lutfuse_deploy.metrics.fusion import to_gray
     from lutfuse_deploy.pipeline import to_8bit
 
-    kind = model.kind
+    kind = str(model.kind)
     t_ir = torch.from_numpy(np.ascontiguousarray(ir)).to(device, torch.float32)[None, None]
     if kind == "lutfuse":
         t_vi = torch.from_numpy(np.ascontiguousarray(rgb)).to(device, torch.float32).permute(2, 0, 1)[None]
