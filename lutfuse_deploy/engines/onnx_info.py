@@ -8,7 +8,6 @@ contract is not.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from lutfuse_deploy import MODEL_KINDS
 from lutfuse_deploy.engines.precision import GraphNode, fp32_guard
 from lutfuse_deploy.engines.targets import ShapeProfile
 from lutfuse_deploy.errors import EngineError, InputError, MissingDependency
-from lutfuse_deploy.io.files import sha256_file
+from lutfuse_deploy.io.files import read_json_object, sha256_file
 
 INPUTS = ("ir", "vi")
 OUTPUT = "fused"
@@ -137,13 +136,7 @@ def inspect_onnx(path: str | Path) -> OnnxInfo:
 
 
 def _read_sidecar(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path.name}: unreadable sidecar JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path.name}: sidecar JSON must be an object")
-    return data
+    return read_json_object(path)
 
 
 def _kind(sidecar: dict[str, Any] | None, model: Any, vi_c: int) -> tuple[str, str]:

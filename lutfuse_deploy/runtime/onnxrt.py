@@ -7,7 +7,6 @@ take (another size than a static export's, odd sizes for MMDRFuse's teacher) are
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,9 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     side = path.with_suffix(".json")
     if not side.is_file():
         return {}
-    try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{side}: unreadable sidecar JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{side}: sidecar JSON must be an object")
-    return data
+    from lutfuse_deploy.io.files import read_json_object
+
+    return read_json_object(side)
 
 
 class OrtRunner(Runner):
