@@ -49,8 +49,19 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def good_onnx(checkpoints: dict[str, Path], no_data: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("good") / "lut.onnx"
-    proc = cli(no_data, "export", "--model", checkpoints["lutfuse"], "-o", path, "--height", "32", "--width", "48")
+    proc = cli(no_data, "export", "--model", checkpoints["lutfuse"], "-o", path, "--height", "32", "--width", "48",
+               "--numerics", "portable")
     assert proc.returncode == 0, proc.stderr
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference_onnx(checkpoints: dict[str, Path], no_data: dict[str, str],
+                   tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("reference") / "lut.onnx"
+    proc = cli(no_data, "export", "--model", checkpoints["lutfuse"], "-o", path, "--dynamic")  # the default numerics
+    assert proc.returncode == 0, proc.stderr
+    assert "numerics reference" in proc.stdout
     return path
 
 
@@ -199,11 +210,12 @@ def test_failed_parity_writes_nothing(checkpoints: dict[str, Path], no_data: dic
     assert not list(tmp_path.iterdir())  # no .onnx, no sidecar, no temporary file
 
 
-@pytest.mark.parametrize("float32_error,passes", [(5e-4, True), (0.0, False)])
-def test_parity_bound_widens_only_by_pytorchs_own_error(float32_error: float, passes: bool, good_onnx: Path,
-                                                        checkpoints: dict[str, Path],
+@pytest.mark.parametrize("float32_error,widen,passes", [(5e-4, True, True), (0.0, True, False), (5e-4, False, False)])
+def test_parity_bound_widens_only_by_pytorchs_own_error(float32_error: float, widen: bool, passes: bool,
+                                                        good_onnx: Path, checkpoints: dict[str, Path],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A 5e-4 mismatch passes only where PyTorch float32 is itself 5e-4 from its float64 result."""
+    """A 5e-4 mismatch passes only for the portable graph (widen) and only where PyTorch float32 is
+    itself 5e-4 from its float64 result; the reference graph's bound is a flat 1e-4."""
     from lutfuse_deploy.export import parity
     from lutfuse_deploy.io.checkpoints import load_model
 
@@ -216,10 +228,10 @@ def test_parity_bound_widens_only_by_pytorchs_own_error(float32_error: float, pa
     monkeypatch.setattr(parity, "_torch_path", shifted)
     inputs = parity.synthetic_inputs(3, (32, 48), 1)[1:]
     if not passes:
-        with pytest.raises(ExportError, match="PyTorch float32 vs float64"):
-            parity.verify_parity(good_onnx, model, "float", inputs)
+        with pytest.raises(ExportError, match="PyTorch float32 vs float64" if widen else "> 0.0001$"):
+            parity.verify_parity(good_onnx, model, "float", inputs, widen=widen)
         return
-    report = parity.verify_parity(good_onnx, model, "float", inputs)
+    report = parity.verify_parity(good_onnx, model, "float", inputs, widen=widen)
     for row in report["inputs"]:
         assert row["passed"] and row["torch_float32_error"] == pytest.approx(5e-4, rel=1e-2)
         assert row["max_abs"] > 1e-4 and row["bound"] == pytest.approx(1e-4 + 1e-3, rel=1e-2)
@@ -264,6 +276,27 @@ def test_mmdrfuse_graphs_and_size_rules(checkpoints: dict[str, Path], no_data: d
     proc = cli(no_data, "export", "--model", checkpoints["mmdrfuse-teacher"], "-o", tmp_path / "odd.onnx",
                "--height", "31", "--width", "44")
     assert_one_line_error(proc, "multiples of 2")
+
+
+def test_reference_numerics_are_onnxruntime_only(reference_onnx: Path, no_data: dict[str, str],
+                                                 checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """The default graph computes in float64 to reproduce PyTorch: ONNX Runtime passes it, the
+    TensorRT lint and build-engine refuse it with the way out (--numerics portable)."""
+    side = json.loads(reference_onnx.with_suffix(".json").read_text())
+    assert side["numerics"] == "reference" and side["target"] == "onnxruntime"
+    assert side["parity"]["rule"] == "max abs <= 1e-4"
+    assert all(r["bound"] == 1e-4 and "torch_float32_error" not in r for r in side["parity"]["inputs"])
+    code, doc = _verdict(no_data, reference_onnx, "onnxruntime")
+    assert code == 0 and doc["verdict"] == "PASS"
+    code, doc = _verdict(no_data, reference_onnx, "tensorrt")
+    types = next(c for c in doc["checks"] if c["name"] == "types")
+    assert code == 1 and types["status"] == "fail" and "--numerics portable" in types["detail"]
+    proc = cli(no_data, "build-engine", "--onnx", reference_onnx, "--target", "orin-nx", "--out", tmp_path / "e")
+    assert_one_line_error(proc, "re-export with --numerics portable")
+    assert not (tmp_path / "e").exists()
+    # the five context convolutions are MatMuls over ordered patches (the one Conv left is the Sobel)
+    ops = [n.op_type for n in onnx.load(str(reference_onnx)).graph.node]
+    assert ops.count("Conv") == 1 and ops.count("MatMul") >= 5
 
 
 def test_static_graph_refuses_other_sizes(good_onnx: Path) -> None:

@@ -2,11 +2,10 @@
 ``fuse --backend onnxruntime --save-float``, reproduces shared/reference/outputs; one dynamic file
 serves 480x640, 720x1280 and 263x517; the GridSample graph is TensorRT-shaped; uint8 io is within 1 LSB.
 
-The bound against the official outputs is 1e-4 plus twice the reference's own float32 error (its
-distance from a float64 evaluation of the same model). The official context network is
-ill-conditioned on some images: on TNO 04 the official float32 output is 1.7e-4 from float64, so no
-float32 graph that sums in another order than PyTorch's oneDNN kernels can promise 1e-4 there. On a
-well-conditioned pair the bound is 1e-4.
+The default (``reference`` numerics) graph is held to a flat 1e-4. The ``portable`` (TensorRT)
+graph sums in another float32 order, and the official context network is ill-conditioned (on TNO 04
+the official float32 output is 1.7e-4 from float64): it is held to 1e-4 plus twice the reference's
+own float32 error, which is 1e-4 on well-conditioned pairs.
 """
 
 from __future__ import annotations
@@ -92,13 +91,29 @@ def test_fuse_onnxruntime_matches_official_outputs(name: str, exported: dict[str
         out = np.load(tmp_path / f"{stem}.npy")
         assert out.shape == ref.shape
         err = float(np.abs(out - ref).max())
+        assert err <= BOUND, (stem, err)
+    ill_conditioned = [s for s, (_, e) in reference_pairs["refs"].items() if e > BOUND]
+    assert ill_conditioned, "expected a reference pair where float32 itself is 1e-4 from exact (TNO 04)"
+
+
+def test_portable_graph_is_tensorrt_legal_and_near_the_official_outputs(official: dict[str, Path],
+                                                                       reference_pairs: dict,
+                                                                       tmp_path: Path) -> None:
+    path = tmp_path / "lut_portable.onnx"
+    proc = run_cli("export", "--model", official["lutfuse"], "-o", path, "--dynamic", "--numerics", "portable")
+    assert proc.returncode == 0, proc.stderr
+    assert run_cli("check-onnx", path, "--for", "tensorrt").returncode == 0
+    runner = create_runner(path, "onnxruntime", threads=2)
+    for stem, (ref, ref_error) in reference_pairs["refs"].items():
+        ir_src = next(reference_pairs["ir"].glob(f"{stem}.*"))
+        vi_src = next(reference_pairs["vi"].glob(f"{stem}.*"))
+        ir, vi = load_pair(ImagePair(stem, ir_src, vi_src), vi_mode="RGB")
+        out = runner.infer(ir[None, None].astype(np.float32), vi.transpose(2, 0, 1)[None].astype(np.float32))
+        err = float(np.abs(out[0].transpose(1, 2, 0) - ref).max())
         assert err <= BOUND + 2 * ref_error, (stem, err, ref_error)
-    well_conditioned = [s for s, (_, e) in reference_pairs["refs"].items() if e < 1e-5]
-    assert well_conditioned, "expected at least one well-conditioned reference pair"
 
 
-def test_one_dynamic_file_serves_every_size(exported: dict[str, Path], official: dict[str, Path],
-                                            model64: torch.nn.Module) -> None:
+def test_one_dynamic_file_serves_every_size(exported: dict[str, Path], official: dict[str, Path]) -> None:
     ort_runner = create_runner(exported["gridsample"], "onnxruntime", threads=2)
     torch_runner = create_runner(official["lutfuse"], "torch", threads=2)
     rng = np.random.default_rng(7)
@@ -111,10 +126,7 @@ def test_one_dynamic_file_serves_every_size(exported: dict[str, Path], official:
         got = ort_runner.infer(ir, vi)
         want = torch_runner.infer(ir, vi)
         assert got.shape == (1, 3, h, w)
-        err = float(np.abs(got - want).max())
-        if err > BOUND:  # only then pay for float64: the model's own float32 error on this input
-            noise = float(np.abs(want - _float64(model64, ir, vi)).max())
-            assert err <= BOUND + 2 * noise, ((h, w), err, noise)
+        assert float(np.abs(got - want).max()) <= BOUND, (h, w)
 
 
 def test_gridsample_graph_is_rank4_bilinear_at_opset_16_to_19(exported: dict[str, Path]) -> None:
@@ -139,6 +151,7 @@ def test_sidecar_and_metadata_describe_the_graph(exported: dict[str, Path], offi
     path = exported["gridsample"]
     side = json.loads(path.with_suffix(".json").read_text())
     assert side["kind"] == "lutfuse" and side["lowering"] == "gridsample" and side["io"] == "float"
+    assert side["numerics"] == "reference" and side["target"] == "onnxruntime"
     assert side["opset"] == 17 and side["dynamic"] is True and side["config"]["nodes"] == 16
     assert side["source"]["sha256"] == sha256_file(official["lutfuse"])
     assert side["onnx_sha256"] == sha256_file(path)
@@ -147,11 +160,9 @@ def test_sidecar_and_metadata_describe_the_graph(exported: dict[str, Path], offi
     assert side["outputs"]["fused"]["shape"] == ["batch", 3, "height", "width"]
     parity = side["parity"]
     assert parity["bound"] == BOUND and parity["graph_optimization_level"] and len(parity["inputs"]) >= 6
-    for row in parity["inputs"]:
-        assert row["passed"] and 0 <= row["max_abs"] <= row["bound"]
-        # the bound only widens by PyTorch's own float32 error, measured on that input
-        assert row["bound"] == pytest.approx(BOUND + 2 * row.get("torch_float32_error", 0.0))
-    assert any(r["input"].startswith("extremes") and r["bound"] == BOUND for r in parity["inputs"])
+    for row in parity["inputs"]:  # a flat bound, on noise (ill-conditioned) and real pairs alike
+        assert row["passed"] and 0 <= row["max_abs"] <= row["bound"] == BOUND
+        assert "torch_float32_error" not in row
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     assert props["kind"] == "lutfuse" and props["lowering"] == "gridsample" and props["io"] == "float"
 

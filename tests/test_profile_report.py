@@ -112,3 +112,17 @@ def test_plot_of_constant_samples_still_works(tmp_path):
     path = tmp_path / "flat.png"
     report.write_plot(path, [fake_measurement(ms=2.0)])
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_twin_artifacts_are_told_apart_in_the_table():
+    """Two graphs of one kind on one backend get their file name, or their path when names clash."""
+    twins = [fake_measurement(backend="onnxruntime", artifact="gate/lut.onnx", index=0),
+             fake_measurement(backend="onnxruntime", artifact="gate/lut-portable.onnx", index=1)]
+    text = _render(report.results_table(twins, "torch"))
+    assert "lutfuse/onnxruntime [lut.onnx]" in text and "[lut-portable.onnx]" in text
+    clash = [fake_measurement(backend="onnxruntime", artifact="a/lut.onnx", index=0),
+             fake_measurement(backend="onnxruntime", artifact="b/lut.onnx", index=1)]
+    text = _render(report.results_table(clash, "torch"))
+    assert "[a/lut.onnx]" in text and "[b/lut.onnx]" in text
+    single = _render(report.results_table(twins[:1], "torch"))
+    assert "[" not in single.split("lutfuse/onnxruntime")[1].split()[0]  # no suffix without a twin

@@ -13,8 +13,10 @@ BUILD_EPILOG = """\b
 Builds here when this machine has TensorRT and a GPU with the target's compute capability;
 otherwise writes a build bundle (ONNX, manifest.json, build.sh with the toolkit and trtexec lines)
 to ENGINES/<target>/<model>-<precision>/ to run on the device, or builds it there with --remote.
+LUT-Fuse graphs must be exported with --numerics portable (the default export is ONNX Runtime only).
 \b
 Examples:
+  lutfuse-deploy export --model lut.safetensors -o lut.onnx --dynamic --numerics portable
   lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision fp16
   lutfuse-deploy build-engine --onnx lut.onnx --target auto --shapes 480x640
   lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision int8 --calib msrs

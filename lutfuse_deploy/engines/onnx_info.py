@@ -22,7 +22,7 @@ INPUTS = ("ir", "vi")
 OUTPUT = "fused"
 # TensorRT's parser knows GridSample's opset 16-19 mode strings only; at 20+ it reads nearest (§3).
 GRIDSAMPLE_OPSETS = range(16, 20)
-_FLOAT, _UINT8, _FLOAT16 = 1, 2, 10  # onnx.TensorProto element types
+_FLOAT, _UINT8, _FLOAT16, _DOUBLE = 1, 2, 10, 11  # onnx.TensorProto element types
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class OnnxInfo:
     ops: frozenset[str]
     has_qdq: bool
     has_fp16: bool
+    has_fp64: bool  # a LUT-Fuse graph exported with --numerics reference (ONNX Runtime only)
     guard_nodes: tuple[str, ...]  # named nodes to keep in FP32 under reduced precision
     sidecar: dict[str, Any] | None
     sidecar_path: Path | None
@@ -129,6 +130,7 @@ def inspect_onnx(path: str | Path) -> OnnxInfo:
         ops=ops,
         has_qdq=bool(ops & {"QuantizeLinear", "DequantizeLinear"}),
         has_fp16=_has_fp16(model),
+        has_fp64=_has_fp64(model),
         guard_nodes=tuple(_float_only(model, fp32_guard(nodes))),
         sidecar=sidecar,
         sidecar_path=sidecar_file,
@@ -159,6 +161,11 @@ def _has_fp16(model: Any) -> bool:
     return any(v.type.tensor_type.elem_type == _FLOAT16 for v in list(g.value_info) + list(g.output))
 
 
+def _has_fp64(model: Any) -> bool:
+    return any(n.op_type == "Cast" and any(a.name == "to" and a.i == _DOUBLE for a in n.attribute)
+               for n in model.graph.node) or any(t.data_type == _DOUBLE for t in model.graph.initializer)
+
+
 def _float_only(model: Any, names: list[str]) -> list[str]:
     """Drop unnamed nodes and nodes with non-float outputs (shape arithmetic cannot be FP32-pinned)."""
     if not names:
@@ -186,7 +193,12 @@ def _float_only(model: Any, names: list[str]) -> list[str]:
 
 
 def check_for_tensorrt(info: OnnxInfo) -> None:
-    """Refuse graphs TensorRT would build silently wrong (GridSample outside opsets 16-19)."""
+    """Refuse graphs TensorRT cannot take (float64) or would build silently wrong (GridSample at 20+)."""
+    if info.has_fp64:
+        raise EngineError(
+            f"{info.path.name} computes in float64 (exported with --numerics reference, for ONNX Runtime); "
+            "TensorRT has no float64: re-export with --numerics portable"
+        )
     if info.has_lookup and info.opset not in GRIDSAMPLE_OPSETS:
         raise EngineError(
             f"{info.path.name} has GridSample at opset {info.opset}: TensorRT's ONNX parser only reads its "

@@ -121,18 +121,21 @@ def torch_to_onnx(
     simplify: bool = True,
     allow_opset_override: bool = False,
     threads: int = 2,
+    numerics: str = "reference",
 ) -> Path:
     """Export ``checkpoint`` to ``out`` (.onnx) and its sidecar ``out.with_suffix('.json')``.
 
-    Without ``height``/``width`` the graph takes any size (as with ``dynamic=True``). ``lowering`` only
-    applies to LUT-Fuse; ``threads`` is what the parity check runs ONNX Runtime with.
+    Without ``height``/``width`` the graph takes any size (as with ``dynamic=True``). ``lowering`` and
+    ``numerics`` only apply to LUT-Fuse (``export.graph``: ``reference`` reproduces PyTorch CPU bit
+    for bit in ONNX Runtime, ``portable`` is float32 only for TensorRT); ``threads`` is what the
+    parity check runs ONNX Runtime with.
     """
     try:
         import onnx
     except ImportError:
         raise MissingDependency("onnx", "onnx") from None
     from lutfuse_deploy.export.checks import structural_problems
-    from lutfuse_deploy.export.graph import graph_module, size_multiple
+    from lutfuse_deploy.export.graph import NUMERICS, graph_module, size_multiple
     from lutfuse_deploy.export.parity import real_inputs, synthetic_inputs, verify_parity
     from lutfuse_deploy.io.checkpoints import load_model, resolve_checkpoint
     from lutfuse_deploy.io.files import atomic_path, sha256_file, write_json_atomic
@@ -145,16 +148,22 @@ def torch_to_onnx(
     kind = meta["kind"]
     multiple = size_multiple(model)
     lowering_name = lowering if kind == "lutfuse" else "none"
+    if numerics not in NUMERICS:
+        raise ExportError(f"unknown numerics {numerics!r}: choose one of {', '.join(NUMERICS)}")
+    # MMDRFuse graphs are float32 and already equal PyTorch to ~5e-7: only LUT-Fuse has two forms.
+    numerics_name = numerics if kind == "lutfuse" else "portable"
+    target = "onnxruntime" if numerics_name == "reference" else "tensorrt"
     hw = validate_options(kind, opset, lowering, io, height, width, dynamic, multiple, allow_opset_override)
     channels = 3 if kind == "lutfuse" else 1
     inputs = synthetic_inputs(channels, hw, multiple) + real_inputs(channels, hw, multiple)
     props = {"kind": kind, "io": io, "lowering": lowering_name, "opset": str(opset),
+             "numerics": numerics_name, "target": target,
              "config": json.dumps(meta.get("config") or {}), "dynamic": str(hw is None).lower(),
              "size_multiple": str(multiple), "source_sha256": sha256_file(source),
              "weights_sha256": str(meta.get("weights_sha256", "")), "format": FORMAT}
     sidecar_path = out.with_suffix(".json")
     with atomic_path(out) as tmp:
-        _trace(graph_module(model, lowering_name, io), tmp, kind, io, opset, hw, multiple)
+        _trace(graph_module(model, lowering_name, io, numerics_name), tmp, kind, io, opset, hw, multiple)
         traced = onnx.load(str(tmp))
         candidates = [(_simplify(traced), True)] if simplify else []
         candidates.append((traced, False))
@@ -162,12 +171,13 @@ def torch_to_onnx(
         notes: list[str] = []
         for graph, simplified in candidates:
             _stamp(graph, props)
-            problems = structural_problems(graph, allow_opset_override=allow_opset_override)
+            problems = structural_problems(graph, target, allow_opset_override=allow_opset_override)
             if problems:
                 raise ExportError(f"exported graph fails its checks: {'; '.join(problems)}")
             onnx.save(graph, str(tmp))
             try:
-                parity = verify_parity(tmp, model, io, inputs, threads=threads)
+                parity = verify_parity(tmp, model, io, inputs, threads=threads,
+                                       widen=kind == "lutfuse" and numerics_name == "portable")
             except ExportError as exc:
                 if not simplified:
                     raise
@@ -179,7 +189,8 @@ def torch_to_onnx(
             "format": FORMAT, "kind": kind, "config": meta.get("config") or {},
             "source": {"path": str(source), "sha256": props["source_sha256"],
                        "weights_sha256": props["weights_sha256"]},
-            "opset": opset, "lowering": lowering_name, "io": io, "dynamic": hw is None,
+            "opset": opset, "lowering": lowering_name, "numerics": numerics_name, "target": target,
+            "io": io, "dynamic": hw is None,
             "size_multiple": multiple, **_io_spec(kind, io, hw), "simplified": simplified,
             "onnx_sha256": sha256_file(tmp), "parity": parity, "notes": notes,
             "tool_version": __version__,

@@ -1,14 +1,15 @@
 """Export verifies itself: the new graph in ONNX Runtime against the PyTorch eager path.
 
 Polygraphy's ``OnnxrtRunner`` runs the graph and its ``SimpleCompareFunc`` compares each output
-with the PyTorch one against a per-input bound: 1 LSB for uint8 io; for float io 1e-4 on the [0, 1]
-scale (raw tanh for MMDRFuse), widened only where PyTorch itself is that far from exact. The
-official LUT-Fuse context network is ill-conditioned: on some images (TNO, MSRS night scenes, even
-random noise) the PyTorch float32 output is 1e-4..5e-4 from a float64 evaluation of the same model, so
-two float32 implementations that sum in different orders differ by that much whatever the graph.
-When an input misses 1e-4, PyTorch is rerun in float64 and the bound becomes
-``1e-4 + 2 * |torch32 - torch64|`` (each float32 result may be that far from exact); a wrong graph
-misses by far more, and the well-conditioned inputs (saturated blocks, most real pairs) keep 1e-4.
+with the PyTorch one: max abs 1 LSB for uint8 io, 1e-4 on the [0, 1] scale (raw tanh for MMDRFuse)
+for float io. That bound is flat for the default ``reference`` numerics, which reproduce PyTorch's
+rounding (``export.graph``).
+
+``widen=True`` is for the ``portable`` LUT-Fuse graph only: it sums in a different float32 order, and
+the official context network is ill-conditioned (on TNO, MSRS night scenes and random noise PyTorch
+float32 itself is 1e-4..5e-4 from a float64 run of the same model). When such an input misses 1e-4,
+PyTorch is rerun in float64 and the bound becomes ``1e-4 + 2 * |torch32 - torch64|``; a wrong graph
+misses by far more, and well-conditioned inputs keep 1e-4.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def _session(path: Path, threads: int, level: str) -> Any:
 
 
 def verify_parity(path: Path, model: Any, io: str, inputs: list[ParityInput], threads: int = 2,
-                  level: str = DEFAULT_LEVEL) -> dict[str, Any]:
+                  level: str = DEFAULT_LEVEL, widen: bool = False) -> dict[str, Any]:
     """Run every input through ``path`` and the PyTorch model; raise ExportError on any mismatch."""
     try:
         from polygraphy.backend.onnxrt import OnnxrtRunner
@@ -143,7 +144,7 @@ def verify_parity(path: Path, model: Any, io: str, inputs: list[ParityInput], th
                                        "shape": list(item.ir.shape[:1]) + list(item.vi.shape[1:])}
                 bound = atol
                 result = _compare(SimpleCompareFunc, IterationResult, got, want, bound)
-                if not result and io == "float" and got.shape == want.shape:
+                if widen and not result and io == "float" and got.shape == want.shape:
                     noise = float(np.abs(want - _torch_path(model, item, double=True)).max())
                     row["torch_float32_error"] = noise
                     bound = atol + 2 * noise
@@ -160,7 +161,8 @@ def verify_parity(path: Path, model: Any, io: str, inputs: list[ParityInput], th
     return {"backend": "onnxruntime", "graph_optimization_level": level, "threads": threads,
             "bound": atol, "unit": "LSB (uint8)" if io == "uint8" else "[0,1] scale",
             "rule": "max abs <= 1 LSB" if io == "uint8" else
-            "max abs <= 1e-4, or <= 1e-4 + 2*|torch32 - torch64| where PyTorch float32 is itself that far from exact",
+            ("max abs <= 1e-4, or <= 1e-4 + 2*|torch32 - torch64| where PyTorch float32 is itself that far from exact"
+             if widen else "max abs <= 1e-4"),
             "max_abs": max((r["max_abs"] for r in rows), default=0.0), "inputs": rows}
 
 

@@ -54,8 +54,9 @@ def _label(m: Measurement, results: Sequence[Measurement]) -> str:
     """``kind/backend`` plus the file name when two artifacts share kind and backend."""
     twins = {r.artifact for r in results if r.kind == m.kind and r.backend == m.backend}
     name = f"{m.kind}/{m.backend}"
-    if len(twins) > 1:
-        name += f" [{Path(m.artifact).name}]"
+    if len(twins) > 1:  # the file name, or the whole path when two twins share a file name
+        short = len({Path(a).name for a in twins}) == len(twins)
+        name += f" [{Path(m.artifact).name if short else m.artifact}]"
     return name if m.mode == "e2e" else f"{name} {m.mode}"
 
 
@@ -126,6 +127,7 @@ def _ms(x: float) -> str:
 
 def results_table(results: Sequence[Measurement], reference: str | None) -> Any:
     """Rows = runner x mode x resolution; columns = the stats in ms, fps, memory and the speed-up."""
+    from rich.markup import escape
     from rich.table import Table
 
     show_ratio = reference is not None and len({m.backend for m in results}) > 1
@@ -162,12 +164,13 @@ def results_table(results: Sequence[Measurement], reference: str | None) -> Any:
             row.append("-" if m.gpu_peak_mb is None else f"{m.gpu_peak_mb:.0f}")
         if show_ratio:
             row.append("-" if up is None else f"{up:.2f}x")
-        table.add_row(*row)
+        table.add_row(escape(row[0]), *row[1:])  # "[file.onnx]" would otherwise be read as rich markup
     return table
 
 
 def checks_table(checks: Sequence[Check]) -> Any:
     """Budget checks, the failing ones first, each with limit, measured value and status."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="latency budgets", title_justify="left", header_style="bold")
@@ -177,8 +180,8 @@ def checks_table(checks: Sequence[Check]) -> Any:
     for c in sorted(checks, key=lambda c: (c.held, c.budget.index)):
         measured = "-" if c.measured is None else f"{c.measured:.3f}"
         table.add_row(
-            str(c.budget.index), c.budget.target, c.metric, f"{c.limit:g}", measured,
-            f"[{style[c.status]}]{c.status}[/]", c.note,
+            str(c.budget.index), escape(c.budget.target), c.metric, f"{c.limit:g}", measured,
+            f"[{style[c.status]}]{c.status}[/]", escape(c.note),
         )  # fmt: skip
     return table
 
