@@ -50,8 +50,10 @@ CLI  := $(VENV)/bin/lutfuse-deploy
 gate: $(STAMP)
 	mkdir -p $(GATE)
 	$(CLI) export --model $(LUT) -o $(GATE)/lut.onnx --dynamic
+	$(CLI) export --model $(LUT) -o $(GATE)/lut-portable.onnx --dynamic --numerics portable
 	$(CLI) export --model $(MINI) -o $(GATE)/mini.onnx --dynamic
 	$(CLI) profile --model $(LUT) --backend torch --model $(GATE)/lut.onnx --backend onnxruntime \
+	    --model $(GATE)/lut-portable.onnx --backend onnxruntime \
 	    --model $(MINI) --backend torch --model $(GATE)/mini.onnx --backend onnxruntime \
 	    --resolutions 640x480,1280x720 --threads 2 --warmup 1 --iters 5 \
 	    --budget recipes/budgets/ci.yaml --json $(GATE)/profile.json
