@@ -21,8 +21,8 @@ PathArg = click.Path(path_type=Path)
 @click.option("--lowering", type=click.Choice(["gridsample", "gather"]), default="gridsample", show_default=True,
               help="LUT-Fuse lookup: 4 rank-4 GridSample over an atlas (TensorRT fuses it) or a flat-table Gather.")
 @click.option("--numerics", type=click.Choice(["reference", "portable"]), default="reference", show_default=True,
-              help="LUT-Fuse context network. reference: ONNX Runtime reproduces PyTorch CPU float32 (the official "
-                   "outputs) bit for bit; uses float64, so ONNX Runtime only. portable: float32 Conv graph for "
+              help="LUT-Fuse context network. reference: repeats PyTorch CPU's float32 roundings in ONNX Runtime, so "
+                   "the official outputs are matched to ~1e-5; uses float64, so ONNX Runtime only. portable: float32 Conv graph for "
                    "TensorRT (build-engine needs it) and ~2.5x faster in ONNX Runtime, up to ~2e-4 off the "
                    "official outputs on ill-conditioned images.")
 @click.option("--io", type=click.Choice(["float", "uint8"]), default="float", show_default=True,
