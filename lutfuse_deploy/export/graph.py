@@ -59,16 +59,27 @@ def mean_hw(x: torch.Tensor) -> torch.Tensor:
     return x.mean(dim=3, keepdim=True).mean(dim=2, keepdim=True)
 
 
+def affine_params(norm: nn.InstanceNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Copies of an affine InstanceNorm's (weight, bias); both export forms need them."""
+    if norm.weight is None or norm.bias is None:
+        raise ExportError("the context network's InstanceNorm must be affine")
+    return norm.weight.detach().clone(), norm.bias.detach().clone()
+
+
+def check_numerics(numerics: str) -> None:
+    if numerics not in NUMERICS:
+        raise ExportError(f"unknown numerics {numerics!r}: choose one of {', '.join(NUMERICS)}")
+
+
 class RobustInstanceNorm(nn.Module):
     """``nn.InstanceNorm2d(affine=True)`` as centred two-pass reductions (same result, exact maths)."""
 
     def __init__(self, norm: nn.InstanceNorm2d) -> None:
         super().__init__()
-        if norm.weight is None or norm.bias is None:
-            raise ExportError("the context network's InstanceNorm must be affine")
+        weight, bias = affine_params(norm)
         self.eps = float(norm.eps)
-        self.weight = nn.Parameter(norm.weight.detach().clone().view(1, -1, 1, 1), requires_grad=False)
-        self.bias = nn.Parameter(norm.bias.detach().clone().view(1, -1, 1, 1), requires_grad=False)
+        self.weight = nn.Parameter(weight.view(1, -1, 1, 1), requires_grad=False)
+        self.bias = nn.Parameter(bias.view(1, -1, 1, 1), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = x - mean_hw(x)
@@ -168,11 +179,10 @@ class ReferenceInstanceNorm(nn.Module):
 
     def __init__(self, norm: nn.InstanceNorm2d) -> None:
         super().__init__()
-        if norm.weight is None or norm.bias is None:
-            raise ExportError("the context network's InstanceNorm must be affine")
+        weight, bias = affine_params(norm)
         self.eps = float(norm.eps)
-        self.register_buffer("weight", norm.weight.detach().clone())
-        self.register_buffer("bias", norm.bias.detach().clone())
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC
         n, h, w, c = x.shape
@@ -214,11 +224,8 @@ class ReferenceContextGraph(nn.Module):
 
 
 def context_graph(net: ContextNet, numerics: str) -> nn.Module:
-    if numerics == "reference":
-        return ReferenceContextGraph(net)
-    if numerics == "portable":
-        return PortableContextGraph(net)
-    raise ExportError(f"unknown numerics {numerics!r}: choose one of {', '.join(NUMERICS)}")
+    check_numerics(numerics)
+    return ReferenceContextGraph(net) if numerics == "reference" else PortableContextGraph(net)
 
 
 class LutFuseGraph(nn.Module):

@@ -17,6 +17,7 @@ from typing import Any
 from lutfuse_deploy import __version__
 from lutfuse_deploy.errors import ExportError, MissingDependency
 from lutfuse_deploy.export import lowering as lowerings
+from lutfuse_deploy.export.graph import DEFAULT_NUMERICS, check_numerics, graph_module, size_multiple
 
 FORMAT = "lutfuse-deploy/onnx-v1"
 DEFAULT_OPSET = 17
@@ -121,7 +122,7 @@ def torch_to_onnx(
     simplify: bool = True,
     allow_opset_override: bool = False,
     threads: int = 2,
-    numerics: str = "reference",
+    numerics: str = DEFAULT_NUMERICS,
 ) -> Path:
     """Export ``checkpoint`` to ``out`` (.onnx) and its sidecar ``out.with_suffix('.json')``.
 
@@ -135,7 +136,6 @@ def torch_to_onnx(
     except ImportError:
         raise MissingDependency("onnx", "onnx") from None
     from lutfuse_deploy.export.checks import structural_problems
-    from lutfuse_deploy.export.graph import NUMERICS, graph_module, size_multiple
     from lutfuse_deploy.export.parity import real_inputs, synthetic_inputs, verify_parity
     from lutfuse_deploy.io.checkpoints import load_model, resolve_checkpoint
     from lutfuse_deploy.io.files import atomic_path, sha256_file, write_json_atomic
@@ -148,8 +148,7 @@ def torch_to_onnx(
     kind = meta["kind"]
     multiple = size_multiple(model)
     lowering_name = lowering if kind == "lutfuse" else "none"
-    if numerics not in NUMERICS:
-        raise ExportError(f"unknown numerics {numerics!r}: choose one of {', '.join(NUMERICS)}")
+    check_numerics(numerics)
     # MMDRFuse graphs are float32 and already equal PyTorch to ~5e-7: only LUT-Fuse has two forms.
     numerics_name = numerics if kind == "lutfuse" else "portable"
     target = "onnxruntime" if numerics_name == "reference" else "tensorrt"
