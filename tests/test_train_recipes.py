@@ -12,7 +12,7 @@ from train_helpers import make_train_data
 
 from lutfuse_deploy.errors import ConfigError
 from lutfuse_deploy.paths import REPO_ROOT
-from lutfuse_deploy.train.config import bank_bytes, load_recipe, recipe_from_dict
+from lutfuse_deploy.train.config import disk_bytes, load_recipe, recipe_from_dict
 from lutfuse_deploy.train.data import CropStream, PairStore, StreamSpec, collect_pairs, gray_of, set_folders
 from lutfuse_deploy.train.losses import (
     attention_map,
@@ -54,6 +54,8 @@ def test_recipes_exist_for_every_kind() -> None:
         ({"kind": "lut", "model": {"nodes": 15}}, "model.nodes: expected one of 16, 17"),
         ({"kind": "lut", "loss": {"init": "random"}}, "loss.init: expected one of analytic, teacher"),
         ({"kind": "mini", "loss": {"refresh_dtype": "float64"}}, "loss.refresh_dtype"),
+        ({"kind": "mini", "loss": {"init": "analytic"}}, "loss.init: expected one of random, teacher, max"),
+        ({"kind": "mini", "loss": {"init_from_teacher": True}}, "loss.init_from_teacher: unknown key"),
         ({"kind": "gan"}, "kind: expected one of teacher, lut, mini"),
     ],
 )
@@ -77,13 +79,22 @@ def test_load_recipe_errors(tmp_path: Path) -> None:
         load_recipe(good, kind="mini")
 
 
-def test_bank_size_is_bounded() -> None:
+def test_disk_use_is_bounded() -> None:
     r = recipe_from_dict({"kind": "mini", "data": {"patches": 2048, "crop": 128}})
-    assert bank_bytes(r) == 2 * 2048 * 128 * 128  # uint8: 64 MiB, not gigabytes of float64
-    r16 = recipe_from_dict(
-        {"kind": "mini", "data": {"patches": 10, "crop": 64}, "loss": {"refresh_dtype": "float16"}}
+    disk = disk_bytes(r)
+    # uint8 banks: 64 MiB (+ 9 bytes of scores per patch), not gigabytes of float64
+    assert disk["refresh banks"] == 2 * 2048 * 128 * 128 + 2048 * 9
+    # float16 teacher output + summed feature for 4 flip states, + 1 "have" byte per key
+    assert disk["teacher targets"] == 2048 * 4 * (2 * 128 * 128 * 2 + 1)
+    small = recipe_from_dict(
+        {
+            "kind": "mini",
+            "data": {"patches": 10, "crop": 64, "flip": False},
+            "loss": {"refresh_dtype": "float16", "distill_feature": 0.0, "distill_output": 0.0},
+        }
     )
-    assert bank_bytes(r16) == 2 * 10 * 64 * 64 * 2
+    assert disk_bytes(small) == {"refresh banks": 2 * 10 * 64 * 64 * 2 + 10 * 9}  # no teacher: no targets
+    assert disk_bytes(recipe_from_dict({"kind": "teacher"})) == {}
 
 
 def _stream(root: Path, **kw) -> CropStream:
@@ -122,6 +133,21 @@ def test_gradient_and_intensity_losses_prefer_the_richer_fusion() -> None:
     ir, vi = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
     blur = torch.nn.functional.avg_pool2d(torch.maximum(ir, vi), 3, 1, 1)
     assert gradient_loss(torch.maximum(ir, vi), ir, vi) < gradient_loss(blur, ir, vi)
+
+
+def test_max_rule_init_is_the_max_fusion_and_still_trains() -> None:
+    from lutfuse_deploy.models import MMDRStudent
+    from lutfuse_deploy.train.mini import init_max_rule
+
+    torch.manual_seed(0)
+    student = MMDRStudent()
+    init_max_rule(student)
+    ir, vi = torch.rand(2, 1, 24, 24) * 255, torch.rand(2, 1, 24, 24) * 255
+    out = student(ir, vi)
+    torch.testing.assert_close(out, torch.tanh(2 * torch.maximum(ir, vi) / 255 - 1), rtol=0, atol=1e-6)
+    out.mean().backward()  # off-centre taps start at zero but are not stuck there
+    assert student.conv1[1].weight.grad[:, :, 0, 0].abs().sum() > 0
+    assert student.conv2[1].weight.grad[:, :, 0, 0].abs().sum() > 0
 
 
 def test_digestible_map_ignores_scale_and_width() -> None:

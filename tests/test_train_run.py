@@ -150,6 +150,8 @@ def test_resume_after_kill_matches_uninterrupted_run(
         bank = np.load(tmp_path / "full" / "refresh" / "ssim_bank.npy", mmap_mode="r")
         assert bank.dtype == np.uint8 and bank.shape == (6, 32, 32) and bank.any()
         assert (np.load(tmp_path / "full" / "refresh" / "seen.npy") == 1).all()
+        have = np.load(tmp_path / "full" / "teacher_targets" / "have.npy")
+        assert have.shape == (6 * 4,) and have.any()  # 6 patches x 4 flip states, filled as visited
     if kind == "lut":
         assert a.lut.shape == (17, 17, 17, 17)
 

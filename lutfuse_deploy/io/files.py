@@ -71,3 +71,33 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def open_npy_memmaps(
+    folder: str | os.PathLike[str], shapes: dict[str, tuple[tuple[int, ...], Any]], create: bool, what: str
+) -> dict[str, Any]:
+    """``NAME.npy`` memmaps in ``folder``: made fresh (``create``) or reopened for ``--resume``.
+
+    Reopening checks every file's shape and dtype, so a run resumed with another recipe fails with
+    a one-line error naming the file instead of training on mismatched state.
+    """
+    from numpy.lib.format import open_memmap
+
+    from lutfuse_deploy.errors import ConfigError
+
+    folder = Path(folder)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, Any] = {}
+    for name, (shape, dtype) in shapes.items():
+        path = folder / f"{name}.npy"
+        if create:
+            arrays[name] = open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+            continue
+        if not path.is_file():
+            raise ConfigError(f"--resume: {what} {path} is missing")
+        arr = open_memmap(path, mode="r+")
+        if arr.shape != shape or arr.dtype != dtype:
+            raise ConfigError(f"--resume: {what} {path} has shape {arr.shape}, expected {shape}")
+        arrays[name] = arr
+    return arrays

@@ -114,7 +114,10 @@ class MiniLoss:
     #   min-max stretched, as `fuse` maps tanh by default (minmax), or the raw tanh on the [0, 1] scale (raw)
     refresh: float = _opt(10.0, lo=0.0)  # dynamic refresh: pull towards a patch's best past output (x gap)
     refresh_dtype: str = _opt("uint8", choices=("uint8", "float16"))  # history bank storage (memmap on disk)
-    init_from_teacher: bool = _opt(True)  # copy the teacher's last conv (4->1) into the student's
+    # start: "teacher" copies the teacher's last conv (4->1), as the official training does; "max" sets
+    # both convs to tanh(2 max(ir, vi) - 1), the rule the intensity term asks for; "random": torch's init
+    init: str = _opt("teacher", choices=("random", "teacher", "max"))
+    cache_teacher: bool = _opt(True)  # compute the teacher once per pool patch, keep its targets on disk
 
 
 @dataclass
@@ -275,9 +278,17 @@ def load_recipe(path: str | Path, kind: str | None = None) -> Recipe:
     return recipe
 
 
-def bank_bytes(recipe: Recipe) -> int:
-    """Disk (and at most page-cache) bytes of a mini recipe's two refresh banks."""
+def disk_bytes(recipe: Recipe) -> dict[str, int]:
+    """Bytes a mini recipe keeps on disk (memmaps; at most that much page cache) in its run folder."""
     if recipe.kind != "mini":
-        return 0
-    per = 1 if recipe.loss.refresh_dtype == "uint8" else 2
-    return 2 * recipe.data.patches * recipe.data.crop**2 * per
+        return {}
+    from lutfuse_deploy.train.refresh import RefreshBank
+    from lutfuse_deploy.train.targets import TeacherTargets
+
+    d, loss = recipe.data, recipe.loss
+    out = {}
+    if loss.refresh:
+        out["refresh banks"] = RefreshBank.nbytes(d.patches, d.crop, loss.refresh_dtype)
+    if loss.cache_teacher and (loss.distill_feature or loss.distill_output):
+        out["teacher targets"] = TeacherTargets.nbytes(d.patches, d.crop, d.flip)
+    return out

@@ -24,7 +24,7 @@ from torch import nn
 
 from lutfuse_deploy.errors import ConfigError, LutfuseError
 from lutfuse_deploy.io.files import atomic_path, write_text_atomic
-from lutfuse_deploy.train.config import Recipe
+from lutfuse_deploy.train.config import Recipe, disk_bytes
 from lutfuse_deploy.train.data import CropStream, make_loader
 from lutfuse_deploy.train.distributed import RunContext
 
@@ -229,6 +229,12 @@ class Trainer:
             dynamic_ncols=True,
             mininterval=1.0,
         )
+        disk = disk_bytes(r)
+        if disk and self.progress:
+            bar.write(
+                f"{r.kind}: on disk in {self.out}: "
+                + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in disk.items())
+            )
         sums: dict[str, float] = {}
         t0 = time.perf_counter() - self.elapsed
         step = self.start_step

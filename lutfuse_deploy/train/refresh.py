@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lutfuse_deploy.errors import ConfigError
+from lutfuse_deploy.io.files import open_npy_memmaps
 from lutfuse_deploy.train.losses import gmsd, sobel_magnitude, ssim
 
 BANKS = ("ssim", "gmsd")
@@ -37,8 +37,6 @@ def _orient(x: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
 
 class RefreshBank:
     def __init__(self, folder: Path, patches: int, crop: int, dtype: str, create: bool) -> None:
-        from numpy.lib.format import open_memmap
-
         self.folder = Path(folder)
         self.dtype = np.uint8 if dtype == "uint8" else np.float16
         self.scale = 255.0 if self.dtype == np.uint8 else 1.0
@@ -47,22 +45,7 @@ class RefreshBank:
         }
         shapes["scores"] = ((patches, 2), np.float32)  # best SSIM sum, best GMSD sum
         shapes["seen"] = ((patches,), np.uint8)
-        self.arrays: dict[str, np.memmap] = {}
-        if create:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        for name, (shape, dt) in shapes.items():
-            path = self.folder / f"{name}.npy"
-            if create:
-                self.arrays[name] = open_memmap(path, mode="w+", dtype=dt, shape=shape)
-            else:
-                if not path.is_file():
-                    raise ConfigError(f"--resume: refresh bank {path} is missing")
-                arr = open_memmap(path, mode="r+")
-                if arr.shape != shape or arr.dtype != dt:
-                    raise ConfigError(
-                        f"--resume: refresh bank {path} has shape {arr.shape}, expected {shape}"
-                    )
-                self.arrays[name] = arr
+        self.arrays: dict[str, np.memmap] = open_npy_memmaps(self.folder, shapes, create, "refresh bank")
 
     @staticmethod
     def nbytes(patches: int, crop: int, dtype: str) -> int:
