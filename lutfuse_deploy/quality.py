@@ -125,8 +125,10 @@ def _fuse(
     with torch.inference_mode():
         out = model(t_ir, t_vi)[0].numpy()
     img = to_8bit(out, model.kind, tanh_map)
-    clip = to_8bit(out, model.kind, "clip")  # the [0, 1] scale distillation matched: for fidelity
-    return img, (to_gray(clip) if clip.ndim == 3 else clip)
+    # Fidelity compares what `fuse` writes: MMDRFuse distillation is scale-free (normalised maps), so
+    # the raw tanh scale means nothing to the user, and clipping it to [0, 1] would drop the negative
+    # half a student may use (the shipped mini's tanh spans about -0.7 .. 0.93).
+    return img, (to_gray(img) if img.ndim == 3 else img)
 
 
 def fidelity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -155,9 +157,9 @@ def evaluate_set(
         ir, rgb = ir[:h, :w], np.ascontiguousarray(rgb[:h, :w])
         gray = to_gray(rgb)
         outputs: dict[str, np.ndarray] = {}
-        clipped: dict[str, np.ndarray] = {}
+        written: dict[str, np.ndarray] = {}
         for row, key in ROWS:
-            img, clipped[row] = _fuse(models[key], ir, rgb, gray, tanh_map)
+            img, written[row] = _fuse(models[key], ir, rgb, gray, tanh_map)
             outputs[row] = img
         outputs["max(ir, vi)"] = np.maximum(ir, gray)
         outputs["mean(ir, vi)"] = np.rint((ir.astype(np.float64) + gray) / 2).astype(np.uint8)
@@ -167,7 +169,7 @@ def evaluate_set(
             )
         for student, teacher in FIDELITY:
             res.fidelity.setdefault(f"{student} vs {teacher}", []).append(
-                fidelity(clipped[student], clipped[teacher])
+                fidelity(written[student], written[teacher])
             )
         if i == 0:
             res.figure = {"IR": ir, "visible": rgb, **outputs}

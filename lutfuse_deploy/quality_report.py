@@ -86,8 +86,9 @@ def render_markdown(results: list[SetResult], info: dict[str, Any]) -> str:
         "## Fidelity of each student to its teacher",
         "",
         (
-            "PSNR (dB) and SSIM (pytorch-msssim, data range 255) between the two models' outputs, both mapped "
-            "to 8 bits by clipping to [0, 1] (the scale distillation matches), mean over pairs."
+            "PSNR (dB) and SSIM (pytorch-msssim, data range 255) between the two models' 8-bit outputs as "
+            "`fuse` writes them (LUT-Fuse clamped to [0, 1]; MMDRFuse tanh with the same mapping as the "
+            "metrics), in gray, mean over pairs."
         ),
         "",
         "| set | " + " | ".join(k for k in results[0].fidelity) + " |",

@@ -82,3 +82,25 @@ def test_the_shipped_checkpoints_are_in_the_package() -> None:
     for path in found.values():
         _, meta = load_model(path)
         assert meta["provenance"]["trained_by"] == "lutfuse-deploy train"
+
+
+def test_fidelity_compares_the_images_fuse_writes() -> None:
+    """A student whose tanh goes negative is compared as written (min-max), not clipped to [0, 1]."""
+    import torch
+
+    from lutfuse_deploy.models import MMDRStudent
+    from lutfuse_deploy.pipeline import to_8bit
+    from lutfuse_deploy.quality import _fuse
+    from lutfuse_deploy.train.mini import init_max_rule
+
+    student = MMDRStudent().eval()
+    init_max_rule(student)  # tanh(2 max - 1): negative wherever max(ir, vi) < 128
+    rng = np.random.default_rng(0)
+    ir = rng.integers(0, 256, (24, 32), dtype=np.uint8)
+    gray = rng.integers(0, 256, (24, 32), dtype=np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=2)
+    img, compared = _fuse(student, ir, rgb, gray, "minmax")
+    with torch.no_grad():
+        raw = student(torch.from_numpy(ir).float()[None, None], torch.from_numpy(gray).float()[None, None])[0]
+    assert np.array_equal(img, to_8bit(raw.numpy(), student.kind, "minmax"))
+    assert np.array_equal(compared, img) and compared.min() == 0 and compared.max() == 255
