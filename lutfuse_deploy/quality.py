@@ -45,10 +45,14 @@ ROWS = (
 )
 BASELINES = ("max(ir, vi)", "mean(ir, vi)")
 TARGETS = (("LUT-Fuse (shipped)", "LUT-Fuse (official)"), ("mini (shipped)", "MMDRFuse student (official)"))
+# (student, teacher, 8-bit mapping both are compared in): the scale each distillation matches.
+# LUT-Fuse distils the teacher's output on the [0, 1] scale (L1), so both are clipped to [0, 1];
+# MMDRFuse digestible distillation is scale-free (normalised maps), so both are compared as `fuse`
+# writes them (tanh min-max): clipping would drop the negative half a student may use.
 FIDELITY = (
-    ("LUT-Fuse (shipped)", "teacher (shipped)"),
-    ("mini (shipped)", "teacher (shipped)"),
-    ("MMDRFuse student (official)", "MMDRFuse teacher (official)"),
+    ("LUT-Fuse (shipped)", "teacher (shipped)", "clip"),
+    ("mini (shipped)", "teacher (shipped)", "written"),
+    ("MMDRFuse student (official)", "MMDRFuse teacher (official)", "written"),
 )
 FIGURE_COLUMNS = (
     "IR",
@@ -110,8 +114,8 @@ def _pairs(root: Path, ir_sub: str, vi_sub: str, limit: int | None) -> list:
 
 def _fuse(
     model, ir: np.ndarray, rgb: np.ndarray, gray: np.ndarray, tanh_map: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """(8-bit image as written by ``fuse``, its gray) for one model."""
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(8-bit image as written by ``fuse``, {"written": its gray, "clip": gray of the [0, 1] clip})."""
     import torch
 
     from lutfuse_deploy.metrics.fusion import to_gray
@@ -125,10 +129,8 @@ def _fuse(
     with torch.inference_mode():
         out = model(t_ir, t_vi)[0].numpy()
     img = to_8bit(out, model.kind, tanh_map)
-    # Fidelity compares what `fuse` writes: MMDRFuse distillation is scale-free (normalised maps), so
-    # the raw tanh scale means nothing to the user, and clipping it to [0, 1] would drop the negative
-    # half a student may use (the shipped mini's tanh spans about -0.7 .. 0.93).
-    return img, (to_gray(img) if img.ndim == 3 else img)
+    clip = to_8bit(out, model.kind, "clip")
+    return img, {m: (to_gray(x) if x.ndim == 3 else x) for m, x in (("written", img), ("clip", clip))}
 
 
 def fidelity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -157,9 +159,9 @@ def evaluate_set(
         ir, rgb = ir[:h, :w], np.ascontiguousarray(rgb[:h, :w])
         gray = to_gray(rgb)
         outputs: dict[str, np.ndarray] = {}
-        written: dict[str, np.ndarray] = {}
+        grays: dict[str, dict[str, np.ndarray]] = {}
         for row, key in ROWS:
-            img, written[row] = _fuse(models[key], ir, rgb, gray, tanh_map)
+            img, grays[row] = _fuse(models[key], ir, rgb, gray, tanh_map)
             outputs[row] = img
         outputs["max(ir, vi)"] = np.maximum(ir, gray)
         outputs["mean(ir, vi)"] = np.rint((ir.astype(np.float64) + gray) / 2).astype(np.uint8)
@@ -167,9 +169,9 @@ def evaluate_set(
             res.metrics.setdefault(row, []).append(
                 compute_all(ir, gray, to_gray(img) if img.ndim == 3 else img)
             )
-        for student, teacher in FIDELITY:
+        for student, teacher, mapping in FIDELITY:
             res.fidelity.setdefault(f"{student} vs {teacher}", []).append(
-                fidelity(written[student], written[teacher])
+                fidelity(grays[student][mapping], grays[teacher][mapping])
             )
         if i == 0:
             res.figure = {"IR": ir, "visible": rgb, **outputs}

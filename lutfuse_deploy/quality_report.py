@@ -86,9 +86,10 @@ def render_markdown(results: list[SetResult], info: dict[str, Any]) -> str:
         "## Fidelity of each student to its teacher",
         "",
         (
-            "PSNR (dB) and SSIM (pytorch-msssim, data range 255) between the two models' 8-bit outputs as "
-            "`fuse` writes them (LUT-Fuse clamped to [0, 1]; MMDRFuse tanh with the same mapping as the "
-            "metrics), in gray, mean over pairs."
+            "PSNR (dB) and SSIM (pytorch-msssim, data range 255) between the two models' 8-bit gray outputs, "
+            "mean over pairs, on the scale each distillation matches: LUT-Fuse vs teacher with both clipped "
+            "to [0, 1] (L1 distillation of the teacher's output); MMDRFuse student vs teacher as `fuse` writes "
+            "them (digestible distillation is scale-free, so the tanh min-max mapping of the metrics)."
         ),
         "",
         "| set | " + " | ".join(k for k in results[0].fidelity) + " |",

@@ -85,7 +85,7 @@ def test_the_shipped_checkpoints_are_in_the_package() -> None:
 
 
 def test_fidelity_compares_the_images_fuse_writes() -> None:
-    """A student whose tanh goes negative is compared as written (min-max), not clipped to [0, 1]."""
+    """``_fuse`` gives both grays: as written (min-max for a tanh student) and clipped to [0, 1]."""
     import torch
 
     from lutfuse_deploy.models import MMDRStudent
@@ -99,8 +99,11 @@ def test_fidelity_compares_the_images_fuse_writes() -> None:
     ir = rng.integers(0, 256, (24, 32), dtype=np.uint8)
     gray = rng.integers(0, 256, (24, 32), dtype=np.uint8)
     rgb = np.repeat(gray[..., None], 3, axis=2)
-    img, compared = _fuse(student, ir, rgb, gray, "minmax")
+    img, grays = _fuse(student, ir, rgb, gray, "minmax")
+    compared = grays["written"]
     with torch.no_grad():
         raw = student(torch.from_numpy(ir).float()[None, None], torch.from_numpy(gray).float()[None, None])[0]
     assert np.array_equal(img, to_8bit(raw.numpy(), student.kind, "minmax"))
     assert np.array_equal(compared, img) and compared.min() == 0 and compared.max() == 255
+    assert np.array_equal(grays["clip"], to_8bit(raw.numpy(), student.kind, "clip"))
+    assert (grays["clip"] == 0).mean() > 0.1  # the negative half a clip comparison would lose
