@@ -112,22 +112,13 @@ def _pairs(root: Path, ir_sub: str, vi_sub: str, limit: int | None) -> list:
     return pairs[:limit] if limit else pairs
 
 
-def _fuse(
-    model, ir: np.ndarray, rgb: np.ndarray, gray: np.ndarray, tanh_map: str
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _fuse(model, ir: np.ndarray, rgb: np.ndarray, tanh_map: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(8-bit image as written by ``fuse``, {"written": its gray, "clip": gray of the [0, 1] clip})."""
-    import torch
-
     from lutfuse_deploy.metrics.fusion import to_gray
     from lutfuse_deploy.pipeline import to_8bit
+    from lutfuse_deploy.train.validate import fused_output
 
-    t_ir = torch.from_numpy(ir.astype(np.float32))[None, None]
-    if model.kind == "lutfuse":
-        t_vi = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None]
-    else:
-        t_vi = torch.from_numpy(gray.astype(np.float32))[None, None]
-    with torch.inference_mode():
-        out = model(t_ir, t_vi)[0].numpy()
+    out = fused_output(model, ir, rgb)
     img = to_8bit(out, model.kind, tanh_map)
     clip = to_8bit(out, model.kind, "clip")
     return img, {m: (to_gray(x) if x.ndim == 3 else x) for m, x in (("written", img), ("clip", clip))}
@@ -161,7 +152,7 @@ def evaluate_set(
         outputs: dict[str, np.ndarray] = {}
         grays: dict[str, dict[str, np.ndarray]] = {}
         for row, key in ROWS:
-            img, grays[row] = _fuse(models[key], ir, rgb, gray, tanh_map)
+            img, grays[row] = _fuse(models[key], ir, rgb, tanh_map)
             outputs[row] = img
         outputs["max(ir, vi)"] = np.maximum(ir, gray)
         outputs["mean(ir, vi)"] = np.rint((ir.astype(np.float64) + gray) / 2).astype(np.uint8)

@@ -99,7 +99,7 @@ def test_fidelity_compares_the_images_fuse_writes() -> None:
     ir = rng.integers(0, 256, (24, 32), dtype=np.uint8)
     gray = rng.integers(0, 256, (24, 32), dtype=np.uint8)
     rgb = np.repeat(gray[..., None], 3, axis=2)
-    img, grays = _fuse(student, ir, rgb, gray, "minmax")
+    img, grays = _fuse(student, ir, rgb, "minmax")
     compared = grays["written"]
     with torch.no_grad():
         raw = student(torch.from_numpy(ir).float()[None, None], torch.from_numpy(gray).float()[None, None])[0]

@@ -111,7 +111,7 @@ def inspect_onnx(path: str | Path) -> OnnxInfo:
         raise EngineError(f"{path.name}: inputs must be float32 or uint8")
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     sidecar_file = find_sidecar(path)
-    sidecar = _read_sidecar(sidecar_file) if sidecar_file else None
+    sidecar = read_json_object(sidecar_file) if sidecar_file else None
     kind, source = _kind(sidecar, model, int(vi_c))
     hw = [shapes["ir"][2], shapes["ir"][3]]
     static = (int(hw[0]), int(hw[1])) if all(isinstance(d, int) and d > 0 for d in hw) else None
@@ -135,10 +135,6 @@ def inspect_onnx(path: str | Path) -> OnnxInfo:
         sidecar=sidecar,
         sidecar_path=sidecar_file,
     )
-
-
-def _read_sidecar(path: Path) -> dict[str, Any]:
-    return read_json_object(path)
 
 
 def _kind(sidecar: dict[str, Any] | None, model: Any, vi_c: int) -> tuple[str, str]:

@@ -119,6 +119,15 @@ class MiniLoss:
     init: str = _opt("teacher", choices=("random", "teacher", "max"))
     cache_teacher: bool = _opt(True)  # compute the teacher once per pool patch, keep its targets on disk
 
+    @property
+    def distils(self) -> bool:
+        """Whether the teacher is needed at all (the forward pass is most of a step's cost)."""
+        return bool(self.distill_feature or self.distill_output)
+
+    @property
+    def keeps_teacher_targets(self) -> bool:
+        return self.cache_teacher and self.distils
+
 
 @dataclass
 class LutModel:
@@ -289,6 +298,6 @@ def disk_bytes(recipe: Recipe) -> dict[str, int]:
     out = {}
     if loss.refresh:
         out["refresh banks"] = RefreshBank.nbytes(d.patches, d.crop, loss.refresh_dtype)
-    if loss.cache_teacher and (loss.distill_feature or loss.distill_output):
+    if loss.keeps_teacher_targets:
         out["teacher targets"] = TeacherTargets.nbytes(d.patches, d.crop, d.flip)
     return out

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 import torch
 from torch import nn
@@ -28,6 +28,8 @@ from lutfuse_deploy.train.losses import digestible_loss, fusion_terms
 from lutfuse_deploy.train.refresh import RefreshBank
 from lutfuse_deploy.train.targets import TeacherTargets
 from lutfuse_deploy.train.teacher import loss_weights, perceptual_module
+
+T = TypeVar("T")
 
 
 def minmax(x: torch.Tensor) -> torch.Tensor:
@@ -97,27 +99,27 @@ class MiniTask(Task):
                 last.load_state_dict(cast(nn.Sequential, teacher.conv00)[1].state_dict())
         elif loss.init == "max":
             init_max_rule(self.model)
+        d = recipe.data
+
+        def shared(make: Callable[[bool], T]) -> T:
+            """Rank 0 makes (or, resuming, checks) the on-disk store; then every rank opens it."""
+            if is_main:
+                make(not resume)
+            barrier()
+            return make(False)
+
         self.bank: RefreshBank | None = None
         if loss.refresh:
             folder = Path(out_dir) / "refresh"
-            if is_main:
-                RefreshBank(
-                    folder, recipe.data.patches, recipe.data.crop, loss.refresh_dtype, create=not resume
-                )
-            barrier()
-            self.bank = RefreshBank(
-                folder, recipe.data.patches, recipe.data.crop, loss.refresh_dtype, create=False
-            )
+            self.bank = shared(lambda create: RefreshBank(folder, d.patches, d.crop, loss.refresh_dtype, create))
         self.targets: TeacherTargets | None = None
-        if loss.cache_teacher and (loss.distill_feature or loss.distill_output):
+        if loss.keeps_teacher_targets:
             from lutfuse_deploy.io.checkpoints import weights_sha256
 
             sha = weights_sha256(self.teacher.state_dict())
-            args = (Path(out_dir) / "teacher_targets", recipe.data.patches, recipe.data.crop, recipe.data.flip, sha)
-            if is_main:
-                TeacherTargets(*args, create=not resume)
-            barrier()
-            self.targets = TeacherTargets(*args, create=False)
+            folder_t = Path(out_dir) / "teacher_targets"
+            self.targets = shared(lambda create: TeacherTargets(folder_t, d.patches, d.crop, d.flip, sha, create))
+        self.distils = loss.distils
         self.provenance = {}
         self._train = _WithFeatures(self.model)
 
@@ -130,7 +132,7 @@ class MiniTask(Task):
         raw, feat = model(batch["ir"], batch["gray"])
         out = minmax(raw) if self.output_map == "minmax" else raw
         terms = fusion_terms(out, ir01, vi01, w, self.perceptual)
-        if w["distill_feature"] or w["distill_output"]:
+        if self.distils:
             t_out, t_feat = self._teacher(batch, raw)
             if w["distill_feature"]:
                 terms["distill_feature"] = w["distill_feature"] * digestible_loss(feat, t_feat)

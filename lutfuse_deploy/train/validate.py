@@ -18,6 +18,21 @@ ValPair = tuple[str, np.ndarray, np.ndarray]
 
 
 @torch.no_grad()
+def fused_output(
+    model: nn.Module, ir: np.ndarray, rgb: np.ndarray, device: torch.device | str = "cpu"
+) -> np.ndarray:
+    """One uint8 pair (IR H x W, visible H x W x 3) -> the model's raw float output (C x H x W).
+
+    LUT-Fuse takes the RGB visible, MMDRFuse its PIL-luma gray, as ``fuse`` feeds them.
+    """
+    t_ir = torch.from_numpy(np.ascontiguousarray(ir)).to(device, torch.float32)[None, None]
+    if str(model.kind) == "lutfuse":
+        t_vi = torch.from_numpy(np.ascontiguousarray(rgb)).to(device, torch.float32).permute(2, 0, 1)[None]
+    else:
+        t_vi = torch.from_numpy(gray_of(rgb)).to(device, torch.float32)[None, None]
+    return model(t_ir, t_vi)[0].float().cpu().numpy()
+
+
 def fused_gray(
     model: nn.Module,
     ir: np.ndarray,
@@ -25,18 +40,11 @@ def fused_gray(
     tanh_map: str = "minmax",
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
-    """One uint8 pair (IR H x W, visible H x W x 3) -> the fused image as uint8 gray H x W."""
+    """One uint8 pair -> the fused image as ``fuse`` writes it, as uint8 gray H x W."""
     from lutfuse_deploy.metrics.fusion import to_gray
     from lutfuse_deploy.pipeline import to_8bit
 
-    kind = str(model.kind)
-    t_ir = torch.from_numpy(np.ascontiguousarray(ir)).to(device, torch.float32)[None, None]
-    if kind == "lutfuse":
-        t_vi = torch.from_numpy(np.ascontiguousarray(rgb)).to(device, torch.float32).permute(2, 0, 1)[None]
-    else:
-        t_vi = torch.from_numpy(gray_of(rgb)).to(device, torch.float32)[None, None]
-    out = model(t_ir, t_vi)[0].float().cpu().numpy()
-    img = to_8bit(out, kind, tanh_map)
+    img = to_8bit(fused_output(model, ir, rgb, device), str(model.kind), tanh_map)
     return to_gray(img) if img.ndim == 3 else img
 
 
