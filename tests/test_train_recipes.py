@@ -10,10 +10,19 @@ import pytest
 import torch
 from train_helpers import make_train_data
 
-from lutfuse_deploy.errors import ConfigError
+from lutfuse_deploy.errors import ConfigError, InputError
 from lutfuse_deploy.paths import REPO_ROOT
 from lutfuse_deploy.train.config import disk_bytes, load_recipe, recipe_from_dict
-from lutfuse_deploy.train.data import CropStream, PairStore, StreamSpec, collect_pairs, gray_of, set_folders
+from lutfuse_deploy.train.data import (
+    CropStream,
+    PairStore,
+    StreamSpec,
+    collect_pairs,
+    gray_of,
+    holdout_pairs,
+    set_folders,
+    split_holdout,
+)
 from lutfuse_deploy.train.losses import (
     attention_map,
     digestible_loss,
@@ -57,6 +66,8 @@ def test_recipes_exist_for_every_kind() -> None:
         ({"kind": "mini", "loss": {"init": "analytic"}}, "loss.init: expected one of random, teacher, max"),
         ({"kind": "mini", "loss": {"init_from_teacher": True}}, "loss.init_from_teacher: unknown key"),
         ({"kind": "gan"}, "kind: expected one of teacher, lut, mini"),
+        ({"kind": "mini", "data": {"holdout": -1}}, "data.holdout: expected a number >= 0"),
+        ({"kind": "mini", "data": {"holdout": 2}, "val": {"root": "v"}}, "val.root: the recipe validates on its"),
     ],
 )
 def test_bad_recipe_names_the_key(raw: dict, needle: str) -> None:
@@ -95,6 +106,38 @@ def test_disk_use_is_bounded() -> None:
     )
     assert disk_bytes(small) == {"refresh banks": 2 * 10 * 64 * 64 * 2 + 10 * 9}  # no teacher: no targets
     assert disk_bytes(recipe_from_dict({"kind": "teacher"})) == {}
+
+
+def test_holdout_is_spread_over_each_set_and_disjoint_from_training(tmp_path: Path) -> None:
+    pairs = collect_pairs(set_folders(make_train_data(tmp_path, pairs_per_set=6), ["msrs", "llvip", "roadscene"]))
+    assert split_holdout(pairs, 0) == (pairs, [])
+    train, held = split_holdout(pairs, 2)
+    assert len(train) == 12 and len(held) == 6 and not {p.name for p in train} & {p.name for p in held}
+    # evenly spaced by name, not the first or last few: indices 1 and 4 of 0..5 in every set
+    assert [p.name for p in held] == [f"{s}/{i:03d}" for s in ("msrs", "llvip", "roadscene") for i in (1, 4)]
+    val = holdout_pairs(held, pairs=1, crop=32)
+    assert [n for n, _, _ in val] == ["msrs/001", "llvip/001", "roadscene/001"]
+    assert all(ir.shape == (32, 32) and rgb.shape == (32, 32, 3) for _, ir, rgb in val)
+    with pytest.raises(InputError, match="data.holdout: 6 pairs per set would leave set 'msrs'"):
+        split_holdout(pairs, 6)
+
+
+def test_validation_weighs_every_held_out_set_equally(tmp_path: Path) -> None:
+    from lutfuse_deploy.models.mmdrfuse import MMDRStudent
+    from lutfuse_deploy.train.validate import validate
+
+    pairs = collect_pairs(set_folders(make_train_data(tmp_path, pairs_per_set=4), ["msrs", "llvip"]))
+    _, held = split_holdout(pairs, 3)
+    val = holdout_pairs(held, pairs=3, crop=0)[:4]  # 3 msrs pairs, 1 llvip pair
+    torch.manual_seed(0)
+    model = MMDRStudent().eval()
+    w = {"SF": 1.0}
+    msrs, _ = validate(model, val[:3], w)
+    llvip, _ = validate(model, val[3:], w)
+    both, score = validate(model, val, w)
+    assert both["SF"] == pytest.approx((msrs["SF"] + llvip["SF"]) / 2) and score == pytest.approx(both["SF"])
+    pooled = np.mean([validate(model, [v], w)[0]["SF"] for v in val])
+    assert both["SF"] != pytest.approx(pooled)  # not the plain mean over pairs
 
 
 def _stream(root: Path, **kw) -> CropStream:

@@ -176,6 +176,22 @@ def test_same_seed_same_weights_and_no_clobbering(data: Path, tmp_path: Path) ->
         train("teacher", changed, data=data, out=tmp_path / "a", resume=True, progress=False)
 
 
+def test_mini_validates_on_held_out_training_pairs(data: Path, teacher_ckpt: Path, tmp_path: Path) -> None:
+    r = load_recipe(RECIPES / "ci-mini.yaml")
+    r.steps, r.data.holdout = 2, 1
+    res = train("mini", r, data=data, out=tmp_path / "run", teacher=teacher_ckpt, progress=False)
+    _, meta = load_model(res.last)
+    prov = meta["provenance"]
+    # make_train_data gives 2 pairs per set: one of each trains, the other validates
+    assert prov["data"]["pairs"] == 3 and prov["holdout"] == ["msrs/001", "llvip/001", "roadscene/001"]
+    assert prov["validation"].startswith("3 pairs held out of")
+    assert [e for e in _log(tmp_path / "run") if "val" in e]
+    from lutfuse_deploy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--val: this recipe validates on its held-out pairs"):
+        train("mini", r, data=data, out=tmp_path / "x", teacher=teacher_ckpt, val=data.parent / "val")
+
+
 def test_cli_errors_are_one_line(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: teacher\nloss:\n  ssimm: 1\n")

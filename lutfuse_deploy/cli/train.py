@@ -43,7 +43,8 @@ from lutfuse_deploy.cli import cli
     "--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (overrides the recipe)."
 )
 @click.option("--val", type=click.Path(path_type=Path), default=None,
-              help="Validation folder with ir/ and vi/ (overrides the recipe's; default <data>/ivif/llvip_test).")
+              help="Validation folder with ir/ and vi/ (overrides the recipe's; default <data>/ivif/llvip_test; "
+                   "not with a recipe that holds out training pairs, data.holdout).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(
     kind: str,

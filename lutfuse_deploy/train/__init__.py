@@ -60,7 +60,9 @@ def train(
         PairStore,
         StreamSpec,
         collect_pairs,
+        holdout_pairs,
         set_folders,
+        split_holdout,
         validation_pairs,
     )
     from lutfuse_deploy.train.engine import Trainer, check_out_dir
@@ -84,19 +86,27 @@ def train(
         if ctx.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
         root = Path(data) if data is not None else Path(r.data.root) if r.data.root else data_root() / "train"
-        pairs = collect_pairs(set_folders(root, r.data.sets))
+        pairs, held = split_holdout(collect_pairs(set_folders(root, r.data.sets)), r.data.holdout)
         pool = r.data.patches if r.kind == "mini" and r.loss.refresh else 0
         spec = StreamSpec(r.data.crop, r.data.flip, r.seed, ctx.rank, ctx.world, pool)
         stream = CropStream(PairStore(pairs, r.data.cache), spec)
+        if val is not None and held:
+            raise ConfigError("--val: this recipe validates on its held-out pairs (data.holdout)")
         if val is not None:
             r.val.root = str(val)
-        val_root = Path(r.val.root) if r.val.root else data_root() / "ivif" / "llvip_test"
-        val_pairs = validation_pairs(val_root, r.val.pairs, r.val.crop) if ctx.is_main else []
+        if held:
+            val_from = f"{len(held)} pairs held out of {root} ({r.data.holdout} per set)"
+            val_pairs = holdout_pairs(held, r.val.pairs, r.val.crop) if ctx.is_main else []
+        else:
+            val_root = Path(r.val.root) if r.val.root else data_root() / "ivif" / "llvip_test"
+            val_from = str(val_root)
+            val_pairs = validation_pairs(val_root, r.val.pairs, r.val.crop) if ctx.is_main else []
         out_dir = Path(out) if out is not None else Path("runs") / kind
         check_out_dir(out_dir, resume)
         provenance = {
             "data": {"root": str(root), "sets": r.data.sets, "pairs": len(pairs)},
-            "validation": str(val_root),
+            "validation": val_from,
+            **({"holdout": [p.name for p in held]} if held else {}),
         }
         task = _make_task(r, stream, ctx, out_dir, resume, teacher)
         task.provenance = {**provenance, **task.provenance}

@@ -42,13 +42,17 @@ class DataConfig:
     workers: int = _opt(0, lo=0)  # DataLoader worker processes (0: load in the main process)
     cache: bool = _opt(True)  # decode every pair once and keep it in memory (uint8)
     patches: int = _opt(2048, lo=1)  # mini only: size of the fixed patch pool the refresh banks index
+    # pairs per set kept out of training (evenly spaced by name) and validated on instead of val.root:
+    # validation then comes from the same cameras and scenes as the training data, every set weighed equally
+    holdout: int = _opt(0, lo=0)
 
 
 @dataclass
 class ValConfig:
-    root: str | None = field(default=None)  # folder with ir/ and vi/; None: <data_root>/ivif/llvip_test
+    # folder with ir/ and vi/; None: <data_root>/ivif/llvip_test, or the held-out pairs when data.holdout > 0
+    root: str | None = field(default=None)
     every: int = _opt(250, lo=0)  # validate every N steps and at the end (0: only at the end)
-    pairs: int = _opt(4, lo=1)  # how many pairs (sorted by name) to validate on
+    pairs: int = _opt(4, lo=1)  # how many pairs (sorted by name) to validate on; with data.holdout: per set
     crop: int = _opt(256, lo=0)  # centre crop side (0: whole image); keeps validation cheap
     tanh_map: str = _opt("minmax", choices=("minmax", "clip"))  # MMDRFuse tanh -> 8 bit, as `fuse` does
     # which checkpoint is "best": the largest sum of weight x mean metric over the validation pairs
@@ -259,6 +263,10 @@ def _cross_checks(r: Recipe, source: str) -> None:
         )
     if r.val.crop % 2:
         raise ConfigError(f"{source}: val.crop: must be even, got {r.val.crop}")
+    if r.data.holdout and r.val.root:
+        raise ConfigError(
+            f"{source}: val.root: the recipe validates on its held-out pairs (data.holdout); set one of the two"
+        )
     vgg = getattr(r.loss, "vgg_weights", None)
     if getattr(r.loss, "perceptual", 0.0) > 0 and not vgg:
         raise ConfigError(

@@ -175,17 +175,56 @@ def make_loader(
     )
 
 
+def split_holdout(pairs: list[ImagePair], per_set: int) -> tuple[list[ImagePair], list[ImagePair]]:
+    """Keep ``per_set`` pairs of each set out of training, evenly spaced by name, for validation.
+
+    Evenly spaced rather than the last few, so a set whose names follow its scenes (MSRS day then
+    night) is sampled across all of them. Pair names are ``<set>/<file>``.
+    """
+    if per_set == 0:
+        return pairs, []
+    by_set: dict[str, list[ImagePair]] = {}
+    for p in pairs:
+        by_set.setdefault(p.name.split("/", 1)[0], []).append(p)
+    train: list[ImagePair] = []
+    held: list[ImagePair] = []
+    for name, members in by_set.items():
+        n = len(members)
+        if per_set >= n:
+            raise InputError(
+                f"data.holdout: {per_set} pairs per set would leave set {name!r} ({n} pairs) nothing to train on"
+            )
+        keep = {int((i + 0.5) * n / per_set) for i in range(per_set)}
+        held += [p for i, p in enumerate(members) if i in keep]
+        train += [p for i, p in enumerate(members) if i not in keep]
+    return train, held
+
+
+def _centre_crop(p: ImagePair, crop: int, name: str) -> tuple[str, np.ndarray, np.ndarray]:
+    ir, rgb = load_pair(p, vi_mode="RGB")
+    h, w = ir.shape
+    ch, cw = (min(crop, h), min(crop, w)) if crop else (h, w)
+    ch, cw = ch - ch % 2, cw - cw % 2
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return name, ir[y : y + ch, x : x + cw], rgb[y : y + ch, x : x + cw]
+
+
 def validation_pairs(root: Path, pairs: int, crop: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """The first ``pairs`` pairs of ``root`` (sorted by name), centre-cropped, even-sized."""
     found, _problems = find_pairs(root / "ir", root / "vi")
     if not found:
         raise InputError(f"{root}: no validation pairs")
+    return [_centre_crop(p, crop, p.name) for p in found[:pairs]]
+
+
+def holdout_pairs(held: list[ImagePair], pairs: int, crop: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Up to ``pairs`` held-out pairs of each set, centre-cropped; names keep their ``<set>/`` prefix,
+    which ``validate`` uses to weigh every set equally."""
+    taken: dict[str, int] = {}
     out = []
-    for p in found[:pairs]:
-        ir, rgb = load_pair(p, vi_mode="RGB")
-        h, w = ir.shape
-        ch, cw = (min(crop, h), min(crop, w)) if crop else (h, w)
-        ch, cw = ch - ch % 2, cw - cw % 2
-        y, x = (h - ch) // 2, (w - cw) // 2
-        out.append((p.name, ir[y : y + ch, x : x + cw], rgb[y : y + ch, x : x + cw]))
+    for p in held:
+        group = p.name.split("/", 1)[0]
+        if taken.get(group, 0) < pairs:
+            taken[group] = taken.get(group, 0) + 1
+            out.append(_centre_crop(p, crop, p.name))
     return out

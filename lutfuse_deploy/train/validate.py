@@ -55,12 +55,18 @@ def validate(
     tanh_map: str = "minmax",
     device: torch.device | str = "cpu",
 ) -> tuple[dict[str, float], float]:
-    """Mean metrics over ``pairs`` and the recipe's score ``sum(weight * metric)`` (nan -> -inf)."""
+    """Mean metrics over ``pairs`` and the recipe's score ``sum(weight * metric)`` (nan -> -inf).
+
+    Pairs named ``<set>/<file>`` (held-out training pairs) are averaged per set first, then over the
+    sets, so a set with larger or more images does not outweigh the others.
+    """
     from lutfuse_deploy.metrics.fusion import METRIC_NAMES, compute_all
 
-    rows = [
-        compute_all(ir, gray_of(rgb), fused_gray(model, ir, rgb, tanh_map, device)) for _, ir, rgb in pairs
-    ]
-    means = {m: float(np.nanmean([r[m] for r in rows])) for m in METRIC_NAMES}
+    groups: dict[str, list[dict[str, float]]] = {}
+    for name, ir, rgb in pairs:
+        row = compute_all(ir, gray_of(rgb), fused_gray(model, ir, rgb, tanh_map, device))
+        groups.setdefault(name.split("/", 1)[0] if "/" in name else "", []).append(row)
+    per_set = [{m: float(np.nanmean([r[m] for r in rows])) for m in METRIC_NAMES} for rows in groups.values()]
+    means = {m: float(np.nanmean([g[m] for g in per_set])) for m in METRIC_NAMES}
     score = float(sum(w * means[m] for m, w in weights.items()))
     return means, score if math.isfinite(score) else -math.inf
