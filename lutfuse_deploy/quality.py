@@ -94,6 +94,19 @@ def shipped_checkpoints(folder: Path) -> dict[str, Path]:
     return found
 
 
+def validation_sources(paths: Mapping[str, Path], data: Path) -> dict[str, str]:
+    """What each shipped checkpoint was chosen on, from its provenance, with the data root as ``<data>``:
+    the report must say which pairs were used for choosing, and that can differ between models."""
+    from lutfuse_deploy.io.checkpoints import read_metadata
+
+    out = {}
+    for role, p in paths.items():
+        if not role.startswith("official"):
+            where = str(read_metadata(p).get("provenance", {}).get("validation", "not recorded"))
+            out[role] = where.replace(str(data), "<data>")
+    return out
+
+
 def official_checkpoints(reference: Path, tmp: Path) -> dict[str, Path]:
     from lutfuse_deploy.io.official import import_lutfuse, import_mmdrfuse
 
@@ -243,6 +256,7 @@ def run_quality(
         "wall_s": time.perf_counter() - t0,
         "tanh_map": tanh_map,
         "checkpoints": {k: p.name for k, p in paths.items() if not k.startswith("official")},
+        "validation": validation_sources(paths, data_root()),
         "figure": figure.name if figure is not None else None,
     }
     from lutfuse_deploy.io.files import write_text_atomic

@@ -23,6 +23,14 @@ def _table(res: SetResult) -> list[str]:
     return lines
 
 
+def _validation(sources: dict[str, str]) -> str:
+    """"teacher, lut: `<data>/ivif/llvip_test`; mini: 30 pairs held out of `<data>/train` (10 per set)"."""
+    groups: dict[str, list[str]] = {}
+    for role, where in sources.items():
+        groups.setdefault(where, []).append(role)
+    return "; ".join(f"{', '.join(roles)}: `{where}`" for where, roles in groups.items()) or "not recorded"
+
+
 def render_markdown(results: list[SetResult], info: dict[str, Any]) -> str:
     out = [
         "# Quality: shipped models against the official releases",
@@ -46,8 +54,8 @@ def render_markdown(results: list[SetResult], info: dict[str, Any]) -> str:
         ),
         (
             "- None of these pairs were used for training or for choosing checkpoints (training: "
-            "`<data>/train`; validation during training: `<data>/ivif/llvip_test`). `train/msrs` contains "
-            "MSRS test-split pairs other than those in `ivif/msrs_test` (see the data README)."
+            f"`<data>/train`; validation during training: {_validation(info.get('validation', {}))}). "
+            "`train/msrs` contains MSRS test-split pairs other than those in `ivif/msrs_test` (see the data README)."
         ),
         "",
         "## Targets",

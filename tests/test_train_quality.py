@@ -42,9 +42,11 @@ def test_targets_and_report() -> None:
         "tanh_map": "minmax",
         "checkpoints": {"lut": "lutfuse.safetensors"},
         "figure": "quality.png",
+        "validation": {"teacher": "<data>/ivif/v", "lut": "<data>/ivif/v", "mini": "3 pairs held out"},
     }
     md = render_markdown([good, bad, _result("mri_pet", 1.0, 0.9)], info)
     assert "| msrs_test | 2 | 10/10 met" in md and "| tno | 2 | 1/10 **not met** (EN)" in md
+    assert "validation during training: teacher, lut: `<data>/ivif/v`; mini: `3 pairs held out`)" in md
     assert "mri_pet" in md and "30.00 dB / 0.950" in md and "![first pair of each set](quality.png)" in md
 
 
