@@ -25,9 +25,10 @@ def fused_output(
 
     LUT-Fuse takes the RGB visible, MMDRFuse its PIL-luma gray, as ``fuse`` feeds them.
     """
-    t_ir = torch.from_numpy(np.ascontiguousarray(ir)).to(device, torch.float32)[None, None]
+    # np.array(..., float32) copies: decoded images can be read-only, which torch.from_numpy warns about
+    t_ir = torch.from_numpy(np.array(ir, dtype=np.float32)).to(device)[None, None]
     if str(model.kind) == "lutfuse":
-        t_vi = torch.from_numpy(np.ascontiguousarray(rgb)).to(device, torch.float32).permute(2, 0, 1)[None]
+        t_vi = torch.from_numpy(np.array(rgb, dtype=np.float32)).to(device).permute(2, 0, 1)[None]
     else:
         t_vi = torch.from_numpy(gray_of(rgb)).to(device, torch.float32)[None, None]
     return model(t_ir, t_vi)[0].float().cpu().numpy()
