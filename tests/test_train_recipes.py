@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from train_helpers import make_train_data
 
 from lutfuse_deploy.errors import ConfigError, InputError
@@ -18,7 +19,6 @@ from lutfuse_deploy.train.data import (
     PairStore,
     StreamSpec,
     collect_pairs,
-    gray_of,
     holdout_pairs,
     set_folders,
     split_holdout,
@@ -154,7 +154,8 @@ def test_stream_is_seeded_and_stateless(tmp_path: Path) -> None:
         assert all(torch.equal(x[k], y[k]) for k in x)
     assert x["ir"].shape == (1, 32, 32) and x["rgb"].shape == (3, 32, 32) and x["gray"].dtype == torch.uint8
     rgb = x["rgb"].permute(1, 2, 0).numpy()
-    assert np.array_equal(x["gray"][0].numpy(), gray_of(rgb))  # PIL luma of the same crop
+    pil_luma = np.array(Image.fromarray(np.ascontiguousarray(rgb)).convert("L"))
+    assert np.array_equal(x["gray"][0].numpy(), pil_luma)  # PIL luma of the same crop
     other = _stream(root, seed=4)
     assert not all(torch.equal(a[i]["ir"], other[i]["ir"]) for i in range(4))
     ranks = [_stream(root, rank=r, world=2) for r in (0, 1)]

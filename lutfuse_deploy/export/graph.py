@@ -23,7 +23,7 @@ The lookup goes through ``lowering.make_lookup`` (GridSample atlas or Gather) in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -210,7 +210,7 @@ class ReferenceContextGraph(nn.Module):
         self.convs = nn.ModuleList([ChainConv(b[0]) for b in blocks])
         self.slopes = [b[1] for b in blocks]
         self.norms = nn.ModuleList([ReferenceInstanceNorm(b[2]) for b in blocks])
-        self.head = ChainConv(net.output_layer[-1])
+        self.head = ChainConv(cast(nn.Conv2d, net.output_layer[-1]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         index = patch_index(x.shape[2], x.shape[3])

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from lutfuse_deploy.errors import InputError
 from lutfuse_deploy.io.images import ImagePair, find_pairs, load_pair
+from lutfuse_deploy.metrics.fusion import to_gray
 
 # Stream ids keep the random sequences of different uses independent.
 _EPOCH, _CROP, _PATCH, _FLIP = 1, 2, 3, 4
@@ -52,11 +52,6 @@ def collect_pairs(folders: list[Path]) -> list[ImagePair]:
     if not pairs:
         raise InputError("no training pairs found")
     return pairs
-
-
-def gray_of(rgb: np.ndarray) -> np.ndarray:
-    """PIL's ITU-R 601-2 luma, exactly what ``read_vi(mode='L')`` gives for the same pixels."""
-    return np.array(Image.fromarray(np.ascontiguousarray(rgb)).convert("L"), dtype=np.uint8)
 
 
 class PairStore:
@@ -152,7 +147,7 @@ class CropStream(Dataset):
         return {
             "ir": torch.from_numpy(np.array(ir, copy=True))[None],
             "rgb": torch.from_numpy(rgb).permute(2, 0, 1).contiguous(),
-            "gray": torch.from_numpy(gray_of(rgb))[None],
+            "gray": torch.from_numpy(to_gray(rgb))[None],
             "patch": torch.tensor(patch, dtype=torch.long),
             "flips": torch.from_numpy(flips.copy()),
         }

@@ -53,14 +53,15 @@ def init_max_rule(student: MMDRStudent) -> None:
     response: f(vi=0, ir=255) = 0.28 against 0.78), and the second scores far lower on MI, EN and SD.
     Starting at the max rule leaves the detail (off-centre taps) to training.
     """
-    conv1, conv2 = student.conv1[1], student.conv2[1]
-    for conv in (conv1, conv2):
-        conv.weight.zero_()
-        conv.bias.zero_()
+    conv1, conv2 = (cast(nn.Conv2d, seq[1]) for seq in (student.conv1, student.conv2))
+    b1, b2 = conv1.bias, conv2.bias
+    assert b1 is not None and b2 is not None  # the student's convs have biases
+    for t in (conv1.weight, conv2.weight, b1, b2):
+        t.zero_()
     for ch, (w_ir, w_vi) in enumerate(((1.0, 0.0), (0.0, 1.0), (1.0, -1.0), (-1.0, 1.0))):
         conv1.weight[ch, 0, 1, 1], conv1.weight[ch, 1, 1, 1] = w_ir, w_vi
     conv2.weight[0, :, 1, 1] = 1.0  # 2 x (sum / 2)
-    conv2.bias.fill_(-1.0)
+    b2.fill_(-1.0)
 
 
 class _WithFeatures(nn.Module):

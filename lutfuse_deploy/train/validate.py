@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lutfuse_deploy.train.data import gray_of
+from lutfuse_deploy.metrics.fusion import to_gray
 
 ValPair = tuple[str, np.ndarray, np.ndarray]
 
@@ -30,7 +30,7 @@ def fused_output(
     if str(model.kind) == "lutfuse":
         t_vi = torch.from_numpy(np.array(rgb, dtype=np.float32)).to(device).permute(2, 0, 1)[None]
     else:
-        t_vi = torch.from_numpy(gray_of(rgb)).to(device, torch.float32)[None, None]
+        t_vi = torch.from_numpy(to_gray(rgb)).to(device, torch.float32)[None, None]
     return model(t_ir, t_vi)[0].float().cpu().numpy()
 
 
@@ -42,7 +42,6 @@ def fused_gray(
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """One uint8 pair -> the fused image as ``fuse`` writes it, as uint8 gray H x W."""
-    from lutfuse_deploy.metrics.fusion import to_gray
     from lutfuse_deploy.pipeline import to_8bit
 
     img = to_8bit(fused_output(model, ir, rgb, device), str(model.kind), tanh_map)
@@ -65,7 +64,7 @@ def validate(
 
     groups: dict[str, list[dict[str, float]]] = {}
     for name, ir, rgb in pairs:
-        row = compute_all(ir, gray_of(rgb), fused_gray(model, ir, rgb, tanh_map, device))
+        row = compute_all(ir, to_gray(rgb), fused_gray(model, ir, rgb, tanh_map, device))
         groups.setdefault(name.split("/", 1)[0] if "/" in name else "", []).append(row)
     per_set = [{m: float(np.nanmean([r[m] for r in rows])) for m in METRIC_NAMES} for rows in groups.values()]
     means = {m: float(np.nanmean([g[m] for g in per_set])) for m in METRIC_NAMES}
