@@ -94,15 +94,13 @@ def shipped_checkpoints(folder: Path) -> dict[str, Path]:
     return found
 
 
-def validation_sources(paths: Mapping[str, Path], data: Path) -> dict[str, str]:
+def validation_sources(metas: Mapping[str, dict[str, Any]], data: Path) -> dict[str, str]:
     """What each shipped checkpoint was chosen on, from its provenance, with the data root as ``<data>``:
     the report must say which pairs were used for choosing, and that can differ between models."""
-    from lutfuse_deploy.io.checkpoints import read_metadata
-
     out = {}
-    for role, p in paths.items():
+    for role, meta in metas.items():
         if not role.startswith("official"):
-            where = str(read_metadata(p).get("provenance", {}).get("validation", "not recorded"))
+            where = str(meta.get("provenance", {}).get("validation", "not recorded"))
             out[role] = where.replace(str(data), "<data>")
     return out
 
@@ -238,7 +236,8 @@ def run_quality(
     paths = shipped_checkpoints(pretrained)
     with tempfile.TemporaryDirectory(prefix="lutfuse-quality-") as tmp:
         paths.update(official_checkpoints(reference_root(), Path(tmp)))
-        models = {k: load_model(p)[0] for k, p in paths.items()}
+        loaded = {k: load_model(p) for k, p in paths.items()}
+    models = {k: model for k, (model, _) in loaded.items()}
     sets: list[tuple[str, list]] = []
     for name in IVIF_SETS:
         sets.append((name, _pairs(data_root() / "ivif" / name, "ir", "vi", max_pairs)))
@@ -256,7 +255,7 @@ def run_quality(
         "wall_s": time.perf_counter() - t0,
         "tanh_map": tanh_map,
         "checkpoints": {k: p.name for k, p in paths.items() if not k.startswith("official")},
-        "validation": validation_sources(paths, data_root()),
+        "validation": validation_sources({k: meta for k, (_, meta) in loaded.items()}, data_root()),
         "figure": figure.name if figure is not None else None,
     }
     from lutfuse_deploy.io.files import write_text_atomic

@@ -74,6 +74,8 @@ def train(
         if steps < 1:
             raise ConfigError(f"--steps: expected a positive integer, got {steps}")
         r.steps = steps
+    if val is not None and r.data.holdout:
+        raise ConfigError("--val: this recipe validates on its held-out pairs (data.holdout)")
     ctx = distributed.setup(device)
     threads_before = torch.get_num_threads()
     try:
@@ -90,8 +92,6 @@ def train(
         pool = r.data.patches if r.kind == "mini" and r.loss.refresh else 0
         spec = StreamSpec(r.data.crop, r.data.flip, r.seed, ctx.rank, ctx.world, pool)
         stream = CropStream(PairStore(pairs, r.data.cache), spec)
-        if val is not None and held:
-            raise ConfigError("--val: this recipe validates on its held-out pairs (data.holdout)")
         if val is not None:
             r.val.root = str(val)
         if held:

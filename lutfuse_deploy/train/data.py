@@ -170,6 +170,11 @@ def make_loader(
     )
 
 
+def pair_set(name: str) -> str:
+    """The ``<set>`` of a ``<set>/<file>`` pair name; "" for a plain name from a validation folder."""
+    return name.split("/", 1)[0] if "/" in name else ""
+
+
 def split_holdout(pairs: list[ImagePair], per_set: int) -> tuple[list[ImagePair], list[ImagePair]]:
     """Keep ``per_set`` pairs of each set out of training, evenly spaced by name, for validation.
 
@@ -180,7 +185,7 @@ def split_holdout(pairs: list[ImagePair], per_set: int) -> tuple[list[ImagePair]
         return pairs, []
     by_set: dict[str, list[ImagePair]] = {}
     for p in pairs:
-        by_set.setdefault(p.name.split("/", 1)[0], []).append(p)
+        by_set.setdefault(pair_set(p.name), []).append(p)
     train: list[ImagePair] = []
     held: list[ImagePair] = []
     for name, members in by_set.items():
@@ -218,7 +223,7 @@ def holdout_pairs(held: list[ImagePair], pairs: int, crop: int) -> list[tuple[st
     taken: dict[str, int] = {}
     out = []
     for p in held:
-        group = p.name.split("/", 1)[0]
+        group = pair_set(p.name)
         if taken.get(group, 0) < pairs:
             taken[group] = taken.get(group, 0) + 1
             out.append(_centre_crop(p, crop, p.name))

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from lutfuse_deploy.metrics.fusion import to_gray
+from lutfuse_deploy.train.data import pair_set
 
 ValPair = tuple[str, np.ndarray, np.ndarray]
 
@@ -65,7 +66,7 @@ def validate(
     groups: dict[str, list[dict[str, float]]] = {}
     for name, ir, rgb in pairs:
         row = compute_all(ir, to_gray(rgb), fused_gray(model, ir, rgb, tanh_map, device))
-        groups.setdefault(name.split("/", 1)[0] if "/" in name else "", []).append(row)
+        groups.setdefault(pair_set(name), []).append(row)
     per_set = [{m: float(np.nanmean([r[m] for r in rows])) for m in METRIC_NAMES} for rows in groups.values()]
     means = {m: float(np.nanmean([g[m] for g in per_set])) for m in METRIC_NAMES}
     score = float(sum(w * means[m] for m, w in weights.items()))
