@@ -16,6 +16,7 @@ from engines_helpers import FAKE_TRTEXEC, make_onnx
 from lutfuse_deploy.engines import build as eb
 from lutfuse_deploy.engines.build import BuildRequest, build_engine
 from lutfuse_deploy.engines.manifest import read_manifest
+from lutfuse_deploy.errors import EngineError, InputError
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +52,11 @@ def test_orin_nx_fp16_bundle_holds_onnx_manifest_and_build_sh(lut: Path, tmp_pat
         "fp16",
         10,
     )
-    assert m["shapes"] == {"min": [128, 128], "opt": [480, 640], "max": [1024, 1280]}
+    assert m["shapes"] == {
+        "min": {"width": 128, "height": 128},
+        "opt": {"width": 640, "height": 480},
+        "max": {"width": 1280, "height": 1024},
+    }
     assert "FP16" in m["flags"] and "OBEY_PRECISION_CONSTRAINTS" in m["flags"]
     assert m["engine_sha256"] is None and m["tensorrt_version"] is None and m["build_time"]
     assert "/lut/GridSample" in m["fp32_nodes"] and "/ctx/Conv" not in m["fp32_nodes"]
@@ -72,7 +77,7 @@ def _toolkit_line(folder: Path) -> list[str]:
 
 def test_trtexec_line_trt10_fp16_pins_the_lookup_layers_to_fp32(lut: Path, tmp_path: Path) -> None:
     res = _bundle(
-        lut, tmp_path, target="orin-nx", precision="fp16", shapes="240x320:480x640:1080x1920", workspace_gib=2
+        lut, tmp_path, target="orin-nx", precision="fp16", shapes="320x240:640x480:1920x1080", workspace_gib=2
     )
     args = _trtexec_line(res.folder)
     assert args[0] == "--onnx=lut.onnx"
@@ -85,16 +90,34 @@ def test_trtexec_line_trt10_fp16_pins_the_lookup_layers_to_fp32(lut: Path, tmp_p
     assert "/lut/GridSample:fp32" in layer_prec and "/ctx/Conv" not in layer_prec
     assert "--timingCacheFile=../timing.cache" in args
     assert "--memPoolSize=workspace:2048" in args
-    assert args[-1] == "--saveEngine=lut.engine"
+    assert "--saveEngine=lut.engine" in args
+    # the per-layer report shows the FP32 pins took effect
+    assert {"--profilingVerbosity=detailed", "--dumpLayerInfo", "--exportLayerInfo=lut.layers.json"} <= set(args)
+    script = (res.folder / "build.sh").read_text()
+    bench = shlex.split(next(ln for ln in script.splitlines() if "--loadEngine=" in ln).removeprefix("echo "))
+    bench = shlex.split(bench[0])
+    assert bench[1:4] == ["--loadEngine=lut.engine", "--shapes=ir:1x1x480x640,vi:1x3x480x640", "--useCudaGraph"]
+    assert "--separateProfileRun" in bench
+
+
+def test_compatibility_options_reach_manifest_toolkit_and_trtexec(lut: Path, tmp_path: Path) -> None:
+    res = _bundle(lut, tmp_path, target="rtx-3090", precision="fp16", version_compatible=True, hardware_compat="ampere+")
+    m = read_manifest(res.folder / "manifest.json")
+    assert (m["version_compatible"], m["hardware_compatibility"]) == (True, "ampere+")
+    assert {"--versionCompatible", "--hardwareCompatibilityLevel=ampere+"} <= set(_trtexec_line(res.folder))
+    tk = _toolkit_line(res.folder)
+    assert "--version-compatible" in tk and tk[tk.index("--hardware-compat") + 1] == "ampere+"
+    with pytest.raises(EngineError, match="hardware-compatible engines are for discrete GPUs"):
+        _bundle(lut, tmp_path / "j", target="orin-nx", precision="fp16", hardware_compat="ampere+")
 
 
 def test_toolkit_line_rebuilds_the_same_thing_on_the_device(lut: Path, tmp_path: Path) -> None:
-    res = _bundle(lut, tmp_path, target="orin-nx", precision="fp16", shapes="480x640", workspace_gib=0.5)
+    res = _bundle(lut, tmp_path, target="orin-nx", precision="fp16", shapes="640x480", workspace_gib=0.5)
     args = _toolkit_line(res.folder)
     assert args[0] == "build-engine"
     pairs = dict(zip(args[1::2], args[2::2]))
     assert pairs["--onnx"] == "lut.onnx" and pairs["--name"] == "lut" and pairs["--target"] == "orin-nx"
-    assert pairs["--precision"] == "fp16" and pairs["--shapes"] == "480x640:480x640:480x640"
+    assert pairs["--precision"] == "fp16" and pairs["--shapes"] == "640x480:640x480:640x480"
     assert pairs["--workspace"] == "0.5" and pairs["-o"] == "../.."
     assert "--require-build" in args
 
@@ -131,7 +154,7 @@ def test_int8_bundle_carries_calibration_data_at_opt_size(lut: Path, tmp_path: P
         target="orin-nx",
         precision="int8",
         calib=str(tmp_path / "cal"),
-        shapes="16x16:24x32:64x64",
+        shapes="16x16:32x24:64x64",
     )
     import numpy as np
 
@@ -161,7 +184,7 @@ def test_int8_bundle_carries_calibration_data_at_opt_size(lut: Path, tmp_path: P
         target="orin-nx",
         precision="int8",
         calib=str(tmp_path / "cal"),
-        shapes="16x16:24x32:64x64",
+        shapes="16x16:32x24:64x64",
     )
     assert (again.folder / "calib.cache").read_bytes() == b"scales"
     assert read_manifest(again.folder / "manifest.json")["calibration_cache"] == "calib.cache"
@@ -195,13 +218,18 @@ def test_dla_bundle_for_a_model_without_lookup(tmp_path: Path) -> None:
     assert res.folder.name == "student-fp16-dla1"
     args = _trtexec_line(res.folder)
     assert "--useDLACore=1" in args and "--allowGPUFallback" in args
-    assert "--minShapes=ir:1x1x128x128,vi:1x1x128x128" in args
+    # a DLA runs one size: without --shapes the target's OPT (640x480 WxH) becomes a static profile
+    assert "--minShapes=ir:1x1x480x640,vi:1x1x480x640" in args
+    assert "--maxShapes=ir:1x1x480x640,vi:1x1x480x640" in args
+    assert any("DLA: static profile 640x480" in n for n in res.notes)
+    with pytest.raises(InputError, match="the DLA needs a static profile"):
+        _bundle(student, tmp_path / "e2", target="orin-nx", precision="fp16", dla_core=1, shapes="128x128:640x480:640x480")
 
 
 def test_static_export_bundle_uses_its_own_size(tmp_path: Path) -> None:
     static = make_onnx(tmp_path / "s.onnx", static_hw=(480, 640))
-    res = _bundle(static, tmp_path / "e", target="orin-nx", precision="fp32", shapes="480x640")
-    assert read_manifest(res.folder / "manifest.json")["shapes"]["max"] == [480, 640]
+    res = _bundle(static, tmp_path / "e", target="orin-nx", precision="fp32", shapes="640x480")
+    assert read_manifest(res.folder / "manifest.json")["shapes"]["max"] == {"width": 640, "height": 480}
 
 
 def test_uint8_io_is_recorded(tmp_path: Path) -> None:
@@ -215,9 +243,19 @@ def test_uint8_io_is_recorded(tmp_path: Path) -> None:
 def test_rebundling_replaces_the_folder_atomically(lut: Path, tmp_path: Path) -> None:
     first = _bundle(lut, tmp_path, target="orin-nx", precision="fp16")
     (first.folder / "stale.txt").write_text("x")
-    second = _bundle(lut, tmp_path, target="orin-nx", precision="fp16", shapes="480x640")
-    assert second.folder == first.folder and not (second.folder / "stale.txt").exists()
-    assert read_manifest(second.folder / "manifest.json")["shapes"]["min"] == [480, 640]
+    again = _bundle(lut, tmp_path, target="orin-nx", precision="fp16", workspace_gib=2)
+    assert again.folder == first.folder and not (again.folder / "stale.txt").exists()
+    assert read_manifest(again.folder / "manifest.json")["workspace_gib"] == 2
+
+
+def test_a_bundle_for_other_shapes_is_replaced_only_with_force(lut: Path, tmp_path: Path) -> None:
+    first = _bundle(lut, tmp_path, target="orin-nx", precision="fp16")
+    before = (first.folder / "manifest.json").read_bytes()
+    with pytest.raises(InputError, match=r"holds a bundle for shapes 128x128:640x480:1280x1024 \(WxH\)"):
+        _bundle(lut, tmp_path, target="orin-nx", precision="fp16", shapes="640x480")
+    assert (first.folder / "manifest.json").read_bytes() == before
+    forced = _bundle(lut, tmp_path, target="orin-nx", precision="fp16", shapes="640x480", force=True)
+    assert read_manifest(forced.folder / "manifest.json")["shapes"]["min"] == {"width": 640, "height": 480}
 
 
 # -- build.sh, run for real with a fake trtexec ------------------------------------------------------
@@ -259,11 +297,8 @@ def test_build_sh_trtexec_branch_builds_and_fills_the_manifest(lut: Path, tmp_pa
     # the next build-engine call sees the identical built engine and reuses it
     again = _bundle(lut, tmp_path / "engines", target="orin-nx", precision="fp16")
     assert again.action == "reused" and again.engine == engine
-    # a different precision is a different bundle; a different shape profile is not identical
-    assert (
-        _bundle(lut, tmp_path / "engines", target="orin-nx", precision="fp16", shapes="480x640").action
-        == "bundle"
-    )
+    # a different workspace is not the identical engine: a new bundle replaces it
+    assert _bundle(lut, tmp_path / "engines", target="orin-nx", precision="fp16", workspace_gib=2).action == "bundle"
 
 
 def test_build_sh_reports_a_failed_trtexec(lut: Path, tmp_path: Path) -> None:

@@ -193,7 +193,7 @@ def test_static_export_needs_its_own_size(tmp_path: Path, capsys: pytest.Capture
     refuse(
         ["build-engine", "--onnx", str(path), "--target", "orin-nx"],
         capsys,
-        "was exported for 480x640 only: pass --shapes 480x640",
+        "was exported for 640x480 (WxH) only: pass --shapes 640x480",
         tmp_path / "e",
     )
 

@@ -74,8 +74,8 @@ def test_check_runtime_accepts_same_gpu_arch_and_tensorrt(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("cc", "trt", "needle"),
     [
-        ("8.9", "10.3.0", "built for Orin (sm 8.7) with TensorRT 10.3.0.30; this machine has RTX (sm 8.9)"),
-        ("8.7", "10.13.0.35", "built with TensorRT 10.3.0.30; this machine has TensorRT 10.13.0.35"),
+        ("8.9", "10.3.0", "built for Orin (sm 8.7) with TensorRT 10.3.0.30 and runs on sm 8.7 only; this machine has RTX (sm 8.9)"),
+        ("8.7", "10.13.0.35", "loads with TensorRT 10.3.0.30 only (plans do not load across versions; --version-compatible"),
         ("8.7", "11.0.0", "rebuild it here"),
     ],
 )
@@ -85,6 +85,31 @@ def test_check_runtime_refuses_a_mismatch_in_one_sentence(
     with pytest.raises(EngineError) as err:
         mf.check_runtime(_built(tmp_path), compute_capability=cc, gpu_name="RTX", tensorrt_version=trt)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("compat", "cc", "trt", "loads"),
+    [
+        ({"version_compatible": True}, "8.7", "10.13.0.35", True),  # later version, same major
+        ({"version_compatible": True}, "8.7", "11.4.0", True),  # later major (TensorRT 10 -> 11)
+        ({"version_compatible": True}, "8.7", "10.2.0", False),  # never an older TensorRT
+        ({"version_compatible": True}, "8.9", "10.3.0", False),  # versions only, not GPUs
+        ({"hardware_compatibility": "ampere+"}, "8.9", "10.3.0.30", True),
+        ({"hardware_compatibility": "ampere+"}, "7.5", "10.3.0.30", False),  # Turing is before Ampere
+        ({"hardware_compatibility": "ampere+"}, "8.9", "10.13.0", False),  # GPUs only, not versions
+        ({"hardware_compatibility": "same-cc"}, "8.7", "10.3.0.30", True),
+        ({"hardware_compatibility": "same-cc"}, "8.6", "10.3.0.30", False),
+    ],
+)
+def test_check_runtime_honours_version_and_hardware_compatibility(
+    tmp_path: Path, compat: dict[str, object], cc: str, trt: str, loads: bool
+) -> None:
+    m = {**_built(tmp_path), **compat}
+    if loads:
+        mf.check_runtime(m, compute_capability=cc, gpu_name="GPU", tensorrt_version=trt)
+    else:
+        with pytest.raises(EngineError, match="rebuild it here"):
+            mf.check_runtime(m, compute_capability=cc, gpu_name="GPU", tensorrt_version=trt)
 
 
 def test_check_runtime_refuses_an_unbuilt_bundle(tmp_path: Path) -> None:

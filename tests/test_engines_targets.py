@@ -55,15 +55,22 @@ def test_published_anchors_are_the_design_doc_numbers_and_say_so() -> None:
     }
     for t in tg.list_targets():
         for a in t.anchors:
-            assert "paper" in a.source and "design.md" in a.source
+            assert "paper" in a.source
 
 
-def test_jetsons_expect_trt10_and_no_trt11_target_offers_best() -> None:
+def test_jetson_tensorrt_lines_and_no_trt11_target_offers_best() -> None:
     for t in tg.list_targets():
-        if t.integrated:
-            assert t.tensorrt_major == 10
         if t.tensorrt_major == 11:
             assert "best" not in t.precisions
+    # JetPack 6 ships TensorRT 10.3 on every Orin; TensorRT 11.4 (JetPack 7.2.2+) supports AGX Orin only
+    assert {t.name: t.tensorrt_major for t in tg.list_targets() if t.integrated} == {
+        "agx-orin": 10,
+        "agx-orin-jp7": 11,
+        "orin-nano": 10,
+        "orin-nx": 10,
+    }
+    jp7 = tg.load_target("agx-orin-jp7")
+    assert jp7.tensorrt_min == "11.4" and jp7.dla_cores == 2
 
 
 def _base() -> dict[str, object]:
@@ -124,9 +131,10 @@ def test_target_from_a_yaml_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("240x320:480x640:1080x1920", ((240, 320), (480, 640), (1080, 1920))),
-        ("480x640", ((480, 640),) * 3),
-        (" 128X128 : 480x640 : 1024x1280", ((128, 128), (480, 640), (1024, 1280))),
+        # WIDTHxHEIGHT in, (height, width) inside
+        ("320x240:640x480:1920x1080", ((240, 320), (480, 640), (1080, 1920))),
+        ("640x480", ((480, 640),) * 3),
+        (" 128X128 : 640x480 : 1280x1024", ((128, 128), (480, 640), (1024, 1280))),
     ],
 )
 def test_parse_shapes(text: str, expected: tuple[tuple[int, int], ...]) -> None:
@@ -179,9 +187,12 @@ def test_auto_picks_the_target_with_the_local_compute_capability(
 def test_auto_narrows_shared_compute_capability_by_name() -> None:
     all_targets = tg.list_targets()
     jetson = tg.LocalGpu("Orin", "8.7", "torch", "NVIDIA Jetson AGX Orin Developer Kit")
-    assert tg.match_target(jetson, all_targets).name == "agx-orin"
+    assert tg.match_target(jetson, all_targets, tensorrt_major=10).name == "agx-orin"
+    with pytest.raises(EngineError, match="several targets"):
+        tg.match_target(jetson, all_targets)  # JetPack 6 or 7: the TensorRT major decides
     nx = tg.LocalGpu("Orin", "8.7", "torch", "NVIDIA Jetson Orin NX Engineering Reference Developer Kit")
     assert tg.match_target(nx, all_targets).name == "orin-nx"
+    assert tg.match_target(jetson, all_targets, tensorrt_major=11).name == "agx-orin-jp7"
     with pytest.raises(EngineError, match="several targets have compute capability 8.7"):
         tg.match_target(tg.LocalGpu("Orin", "8.7", "torch"), all_targets)
     with pytest.raises(EngineError, match="no target has compute capability 7.5"):

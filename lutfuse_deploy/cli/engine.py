@@ -13,12 +13,13 @@ BUILD_EPILOG = """\b
 Builds here when this machine has TensorRT and a GPU with the target's compute capability;
 otherwise writes a build bundle (ONNX, manifest.json, build.sh with the toolkit and trtexec lines)
 to ENGINES/<target>/<model>-<precision>/ to run on the device, or builds it there with --remote.
-LUT-Fuse graphs must be exported with --numerics portable (the default export is ONNX Runtime only).
+Sizes are WIDTHxHEIGHT (640x480 is 640 wide, 480 high), as in profile --resolutions and demo --size.
+Takes the default `lutfuse-deploy export` graph (float32) as it is.
 \b
 Examples:
-  lutfuse-deploy export --model lut.safetensors -o lut.onnx --dynamic --numerics portable
+  lutfuse-deploy export --model lut.safetensors -o lut.onnx
   lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision fp16
-  lutfuse-deploy build-engine --onnx lut.onnx --target auto --shapes 480x640
+  lutfuse-deploy build-engine --onnx lut.onnx --target auto --shapes 128x128:640x480:1920x1080
   lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision int8 --calib msrs
   lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --remote nvidia@orin.local
 """
@@ -37,7 +38,8 @@ Examples:
     "--shapes",
     default=None,
     metavar="MIN:OPT:MAX",
-    help="H x W profile, e.g. 240x320:480x640:1080x1920 (one HxW = static). Default: the target's.",
+    help="Image-size profile, each WIDTHxHEIGHT, e.g. 320x240:640x480:1920x1080 (one WxH = static). "
+    "Default: the target's.",
 )
 @click.option(
     "--calib",
@@ -74,8 +76,22 @@ Examples:
 @click.option(
     "--qdq", is_flag=True, help="INT8 via explicit Q/DQ nodes inserted here (required on TensorRT 11)."
 )
+@click.option(
+    "--version-compatible",
+    is_flag=True,
+    help="Let later TensorRT versions load the engine (may be slower); recorded in manifest.json.",
+)
+@click.option(
+    "--hardware-compat",
+    type=click.Choice(["none", "same-cc", "ampere+"]),
+    default="none",
+    show_default=True,
+    help="Also run on other GPUs: same-cc (same compute capability) or ampere+ (discrete, sm 8.0+).",
+)
 @click.option("--name", default=None, help="Model name for the output folder (default: the ONNX file stem).")
-@click.option("--force", is_flag=True, help="Rebuild even when an identical engine exists.")
+@click.option(
+    "--force", is_flag=True, help="Rebuild even when an identical engine exists; replace one built for other shapes."
+)
 @click.option("--require-build", is_flag=True, help="Fail instead of writing a bundle (used by build.sh).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def build_engine_cmd(
@@ -89,6 +105,8 @@ def build_engine_cmd(
     remote: str | None,
     dla_core: int | None,
     qdq: bool,
+    version_compatible: bool,
+    hardware_compat: str,
     name: str | None,
     force: bool,
     require_build: bool,
@@ -112,6 +130,8 @@ def build_engine_cmd(
             force=force,
             require_build=require_build,
             name=name,
+            version_compatible=version_compatible,
+            hardware_compat=hardware_compat,
         )
     )
     if as_json:
@@ -136,13 +156,14 @@ def build_engine_cmd(
         f"  {m['precision']}, TensorRT {m['tensorrt_version']}, {m['gpu_name']} (sm {m['compute_capability']}), "
         f"shapes {_shapes(m)}"
     )
+    if m.get("layer_report") and result.engine is not None:
+        click.echo(f"  per-layer report: {result.engine.parent / str(m['layer_report'])}")
 
 
 def _shapes(m: dict[str, object]) -> str:
-    s = m.get("shapes")
-    if not isinstance(s, dict):
-        return "?"
-    return ":".join("x".join(str(d) for d in s[k]) for k in ("min", "opt", "max"))
+    from lutfuse_deploy.engines.build import shapes_text
+
+    return f"{shapes_text(m.get('shapes'))} (WxH)"
 
 
 @cli.command("targets")
@@ -167,10 +188,10 @@ def targets_cmd(as_json: bool) -> None:
         "DLA",
         "precisions",
         "default",
-        "shapes HxW",
+        "shapes WxH",
         "published",
     ):
-        table.add_column(col)
+        table.add_column(col, overflow="fold", no_wrap=col == "target")  # fold, never cut, when narrow
     for t in targets:
         anchors = "; ".join(f"{a.model} {a.width}x{a.height} {a.latency_ms:g} ms" for a in t.anchors) or "-"
         table.add_row(
@@ -184,4 +205,4 @@ def targets_cmd(as_json: bool) -> None:
             str(t.default_shapes),
             anchors,
         )
-    Console(width=160).print(table)
+    Console().print(table)  # the terminal's width (COLUMNS, else 80 when piped); rich wraps the cells

@@ -24,10 +24,25 @@ from lutfuse_deploy.engines.bundle import (
     staging_dir,
 )
 from lutfuse_deploy.engines.manifest import MANIFEST_NAME, read_manifest, reuse_decision, write_manifest
-from lutfuse_deploy.engines.onnx_info import OnnxInfo, check_for_tensorrt, check_shapes, inspect_onnx
-from lutfuse_deploy.engines.precision import AUTOCAST_COMMAND, plan_precision
-from lutfuse_deploy.engines.targets import LocalGpu, Target, detect_gpu, load_target, parse_shapes
-from lutfuse_deploy.engines.tensorrt import major_of, tensorrt_version
+from lutfuse_deploy.engines.onnx_info import (
+    OnnxInfo,
+    check_for_tensorrt,
+    check_shapes,
+    inspect_onnx,
+    largest_layer_bytes,
+)
+from lutfuse_deploy.engines.precision import AUTOCAST_COMMAND, exact_name_patterns, plan_precision
+from lutfuse_deploy.engines.targets import (
+    Compatibility,
+    LocalGpu,
+    ShapeProfile,
+    Target,
+    detect_gpu,
+    load_target,
+    parse_shapes,
+    size_text,
+)
+from lutfuse_deploy.engines.tensorrt import major_of, tensorrt_version, version_tuple, workspace_shortfall
 from lutfuse_deploy.errors import EngineError, InputError, LutfuseError
 
 CALIBRATION_CACHE_DIR = ".calibration"
@@ -48,6 +63,8 @@ class BuildRequest:
     force: bool = False
     require_build: bool = False  # build here or fail (build.sh on the device uses it)
     name: str | None = None
+    version_compatible: bool = False
+    hardware_compat: str = "none"
 
 
 @dataclass
@@ -77,6 +94,8 @@ def local_capability(target: Target) -> tuple[str | None, LocalGpu | None, str]:
     version = tensorrt_version()
     if version is None:
         return None, None, "TensorRT is not installed here"
+    if target.tensorrt_min and version_tuple(version) < version_tuple(target.tensorrt_min):
+        return None, None, f"{target.name} needs TensorRT {target.tensorrt_min} or later; this machine has {version}"
     gpu = detect_gpu()
     if gpu is None:
         return None, None, "no NVIDIA GPU found here"
@@ -110,12 +129,18 @@ def build_engine(req: BuildRequest) -> BuildResult:
     check_for_tensorrt(info)
     model = req.name or info.model_name
     check_name(model, "model name (set it with --name)")
-    shapes = parse_shapes(req.shapes) if req.shapes else target.default_shapes
+    notes: list[str] = []
+    shapes = _profile(req, target, notes)
     check_shapes(info, shapes)
     precision = req.precision or target.default_precision
-    workspace = req.workspace_gib if req.workspace_gib is not None else target.workspace_gib
-    if workspace <= 0:
-        raise InputError(f"--workspace must be > 0 GiB, got {workspace:g}")
+    workspace = _workspace(req, target, info, shapes, notes)
+    compat = Compatibility(req.version_compatible, req.hardware_compat)
+    if compat.hardware != "none" and target.integrated:
+        raise EngineError(
+            f"hardware-compatible engines are for discrete GPUs; {target.name} is a Jetson: drop --hardware-compat"
+        )
+    if compat.hardware != "none" and req.dla_core is not None:
+        raise EngineError("a DLA engine cannot be hardware-compatible: drop --hardware-compat or --dla")
     if req.remote:  # the user asked for the device: do not build here even if this GPU matches
         version, gpu, why_not = None, None, f"building on {req.remote}"
     else:
@@ -136,12 +161,11 @@ def build_engine(req: BuildRequest) -> BuildResult:
     data = _calibration(req, info, shapes.opt, plan.calibrator or plan.insert_qdq)
     folder = bundle_dir(req.out_root, target.name, model, precision, req.dla_core)
     cache_dir = req.out_root / CALIBRATION_CACHE_DIR
-    notes = []
     if version and major != target.tensorrt_major:
         notes.append(
             f"{target.name} expects TensorRT {target.tensorrt_major}; building with TensorRT {version}"
         )
-    spec = BundleSpec(target, info, plan, shapes, workspace, model, req.dla_core, data)
+    spec = BundleSpec(target, info, plan, shapes, workspace, model, req.dla_core, data, compatibility=compat)
     if version is not None and gpu is not None:
         return _build_here(spec, folder, version, gpu, cache_dir, req.force, notes)
     if req.require_build:
@@ -164,6 +188,70 @@ def build_engine(req: BuildRequest) -> BuildResult:
     return result
 
 
+def _profile(req: BuildRequest, target: Target, notes: list[str]) -> ShapeProfile:
+    """``--shapes`` or the target's; a DLA runs one size only (min = opt = max), else every layer
+    would silently fall back to the GPU, so DLA builds get a static profile."""
+    shapes = parse_shapes(req.shapes) if req.shapes else target.default_shapes
+    if req.dla_core is None or shapes.is_static:
+        return shapes
+    if req.shapes:
+        raise InputError(
+            f"the DLA needs a static profile (MIN = OPT = MAX) and --shapes {req.shapes} is dynamic: "
+            f"pass one size, e.g. --shapes {size_text(shapes.opt)} (WxH)"
+        )
+    notes.append(
+        f"DLA: static profile {size_text(shapes.opt)} (WxH, {target.name}'s OPT); pass --shapes WxH for another size"
+    )
+    return ShapeProfile(shapes.opt, shapes.opt, shapes.opt)
+
+
+def _workspace(
+    req: BuildRequest, target: Target, info: OnnxInfo, shapes: ShapeProfile, notes: list[str]
+) -> float:
+    """``--workspace``, else the target's, raised to the model's largest layer at the maximum shape;
+    a profile whose largest layer alone exceeds the target's memory is refused."""
+    need = largest_layer_bytes(info, shapes.max) / (1 << 30)
+    memory = target.smallest_memory_gib
+    if memory is not None and need >= memory:
+        raise InputError(
+            f"--shapes max {size_text(shapes.max)} (WxH) needs {need:.1f} GiB for {info.model_name}'s largest "
+            f"layer alone; the smallest {target.name} has {memory:.1f} GiB: lower the maximum"
+        )
+    if req.workspace_gib is not None:
+        if req.workspace_gib <= 0:
+            raise InputError(f"--workspace must be > 0 GiB, got {req.workspace_gib:g}")
+        if memory is not None and req.workspace_gib >= memory:
+            raise InputError(
+                f"--workspace {req.workspace_gib:g} GiB is not below the smallest {target.name}'s memory ({memory:.1f} GiB)"
+            )
+        return req.workspace_gib
+    derived = max(target.workspace_gib, -(-need * 4 // 1) / 4)  # rounded up to a quarter GiB
+    if derived > target.workspace_gib:
+        notes.append(
+            f"workspace {derived:g} GiB: {info.model_name}'s largest layer at {size_text(shapes.max)} needs "
+            f"{need:.2f} GiB ({target.name} default {target.workspace_gib:g} GiB)"
+        )
+    return derived
+
+
+def _check_replace(old: dict[str, Any] | None, wanted: dict[str, Any], folder: Path, force: bool) -> None:
+    """Never replace a bundle or engine made for other image sizes without --force."""
+    if old is None or force or old.get("shapes") == wanted.get("shapes"):
+        return
+    raise InputError(
+        f"{folder} holds a {old.get('status')} for shapes {shapes_text(old.get('shapes'))} (WxH); this build "
+        f"asks for {shapes_text(wanted.get('shapes'))}: pass --force to replace it, or --name NEW to keep both"
+    )
+
+
+def shapes_text(shapes: Any) -> str:
+    """A manifest's ``shapes`` as MIN:OPT:MAX in WxH."""
+    try:
+        return ":".join(f"{shapes[k]['width']}x{shapes[k]['height']}" for k in ("min", "opt", "max"))
+    except (KeyError, TypeError):
+        return "?"  # written by an older version, axes unnamed
+
+
 def _existing(folder: Path) -> dict[str, Any] | None:
     try:
         return read_manifest(folder / MANIFEST_NAME) if (folder / MANIFEST_NAME).is_file() else None
@@ -176,6 +264,7 @@ def _write_bundle(spec: BundleSpec, folder: Path, force: bool, why: str, notes: 
 
     wanted = bundle_manifest(spec)
     old = _existing(folder)
+    _check_replace(old, wanted, folder, force)
     command = f"bash {folder}/build.sh   (copy {folder} to the {spec.target.name} first, keeping that path)"
     if old is not None and not force:
         same, _ = reuse_decision(old, wanted, folder)
@@ -213,6 +302,7 @@ def _build_here(
     wanted = bundle_manifest(spec)
     wanted.update(compute_capability=gpu.compute_capability, tensorrt_version=version)
     old = _existing(folder)
+    _check_replace(old, wanted, folder, force)
     if old is not None and not force:
         same, why = reuse_decision(old, wanted, folder)
         if same:
@@ -241,6 +331,8 @@ def _build_here(
             timing_cache=folder.parent / TIMING_CACHE,
             calibrator=calibrator,
             dla_core=spec.dla_core,
+            compatibility=spec.compatibility,
+            layer_report=tmp / spec.layers_name,
         )
         if cache_file is not None and cache_file.is_file():
             shutil.copyfile(cache_file, tmp / CALIB_CACHE)  # lets the bundle's trtexec line reuse the scales
@@ -257,7 +349,16 @@ def _build_here(
             build_seconds=round(built.build_seconds, 3),
             fp32_layers=built.fp32_layers,
             calibration_cache=CALIB_CACHE if cache_file is not None else None,
+            layer_report=built.layer_report.name if built.layer_report else None,
         )
+        short = workspace_shortfall(built.warnings)
+        if short is not None:
+            notes.append(
+                f"some tactics wanted {short / 1024:.2f} GiB of workspace and were skipped (limit "
+                f"{spec.workspace_gib:g} GiB): --workspace {short / 1024:.2f} may give a faster engine"
+            )
+        if built.layer_report is None:
+            notes.append("no per-layer report: TensorRT could not load the engine it built here")
         write_manifest(tmp / MANIFEST_NAME, manifest)
     return BuildResult(
         "built",
@@ -285,7 +386,7 @@ def _autocast(spec: BundleSpec, folder: Path) -> Path:
         low_precision_type="fp16",
         keep_io_types=True,
         op_types_to_exclude=["GridSample"] if spec.info.has_lookup else None,
-        nodes_to_exclude=list(spec.info.guard_nodes) if spec.plan.pin_fp32 else None,
+        nodes_to_exclude=exact_name_patterns(spec.info.guard_nodes) if spec.plan.pin_fp32 else None,
     )
     out = folder / spec.fp16_name
     onnx.save(model, str(out))

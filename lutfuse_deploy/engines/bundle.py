@@ -5,7 +5,7 @@ cache for INT8, ``manifest.json`` and a self-contained ``build.sh``. The script 
 own ``build-engine`` where the toolkit and TensorRT import, else an equivalent ``trtexec`` line
 (TensorRT 10: precision flags and per-layer FP32 constraints; TensorRT 11: strongly typed, with the
 ModelOpt AutoCast step for FP16 or the Q/DQ model written here for INT8). Engines for Jetson must be
-built on the device itself: there is no cross-building for sm_87 on x86 (design.md §5).
+built on the device itself: there is no cross-building for sm_87 on x86 (docs/semantics.md §7).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from lutfuse_deploy import __version__
 from lutfuse_deploy.engines.calibration import CalibrationSet, insert_qdq, save_npz
 from lutfuse_deploy.engines.manifest import MANIFEST_NAME, new_manifest, write_manifest
 from lutfuse_deploy.engines.onnx_info import OnnxInfo
-from lutfuse_deploy.engines.precision import AUTOCAST_COMMAND, PrecisionPlan
-from lutfuse_deploy.engines.targets import ShapeProfile, Target
+from lutfuse_deploy.engines.precision import AUTOCAST_COMMAND, PrecisionPlan, exact_name_patterns
+from lutfuse_deploy.engines.targets import Compatibility, ShapeProfile, Target, size_text
 from lutfuse_deploy.errors import InputError
 from lutfuse_deploy.io.files import write_text_atomic
 
@@ -47,6 +47,7 @@ class BundleSpec:
     dla_core: int | None = None
     calib_data: CalibrationSet | None = None
     calib_cache: Path | None = None  # an existing cache to ship with the bundle
+    compatibility: Compatibility = Compatibility()
 
     @property
     def onnx_name(self) -> str:
@@ -63,6 +64,11 @@ class BundleSpec:
     @property
     def fp16_name(self) -> str:
         return f"{self.model}.fp16.onnx"
+
+    @property
+    def layers_name(self) -> str:
+        """The per-layer report: engine inspector JSON (toolkit) or trtexec --exportLayerInfo."""
+        return f"{self.model}.layers.json"
 
 
 def check_name(name: str, what: str) -> str:
@@ -107,6 +113,10 @@ def toolkit_command(spec: BundleSpec) -> list[str]:
         cmd += ["--qdq"]
     if spec.dla_core is not None:
         cmd += ["--dla", str(spec.dla_core)]
+    if spec.compatibility.version_compatible:
+        cmd += ["--version-compatible"]
+    if spec.compatibility.hardware != "none":
+        cmd += ["--hardware-compat", spec.compatibility.hardware]
     return cmd
 
 
@@ -126,7 +136,7 @@ def autocast_command(spec: BundleSpec) -> list[str] | None:
     if spec.info.has_lookup:
         cmd += ["--op_types_to_exclude", "GridSample"]
     if spec.plan.pin_fp32 and spec.info.guard_nodes:
-        cmd += ["--nodes_to_exclude", *spec.info.guard_nodes]
+        cmd += ["--nodes_to_exclude", *exact_name_patterns(spec.info.guard_nodes)]
     return cmd
 
 
@@ -163,12 +173,39 @@ def trtexec_command(spec: BundleSpec, trtexec: str = "trtexec") -> list[str]:
         cmd.append("--noTF32")
     if spec.dla_core is not None:
         cmd += [f"--useDLACore={spec.dla_core}", "--allowGPUFallback"]
+    if spec.compatibility.version_compatible:
+        cmd.append("--versionCompatible")
+    if spec.compatibility.hardware != "none":
+        cmd.append(f"--hardwareCompatibilityLevel={_TRTEXEC_HARDWARE[spec.compatibility.hardware]}")
     mib = max(1, round(spec.workspace_gib * 1024))
     cmd += [
         f"--timingCacheFile=../{TIMING_CACHE}",
         f"--memPoolSize=workspace:{mib}",
         f"--saveEngine={spec.engine_name}",
+        # the per-layer report (precision, tactic, DLA or GPU per layer): the FP32 pins and DLA placement
+        "--profilingVerbosity=detailed",
+        "--dumpLayerInfo",
+        f"--exportLayerInfo={spec.layers_name}",
     ]
+    return cmd
+
+
+_TRTEXEC_HARDWARE = {"ampere+": "ampere+", "same-cc": "sameComputeCapability"}
+
+
+def benchmark_command(spec: BundleSpec, trtexec: str = "trtexec") -> list[str]:
+    """A reproducible trtexec timing of the built engine at the profile's OPT size: CUDA graphs, and
+    a separate profiling run so per-layer timing does not disturb the end-to-end numbers."""
+    cmd = [
+        trtexec,
+        f"--loadEngine={spec.engine_name}",
+        f"--shapes={_shape_arg(spec, spec.shapes.opt)}",
+        "--useCudaGraph",
+        "--separateProfileRun",
+        "--noDataTransfers",
+    ]
+    if spec.dla_core is not None:
+        cmd.append(f"--useDLACore={spec.dla_core}")
     return cmd
 
 
@@ -193,7 +230,10 @@ def bundle_manifest(spec: BundleSpec) -> dict[str, Any]:
         compute_capability=t.compute_capability,
         gpu_name=t.description or t.name,
         tensorrt_major=spec.plan.tensorrt_major,
+        version_compatible=spec.compatibility.version_compatible,
+        hardware_compatibility=spec.compatibility.hardware,
         fp32_nodes=list(spec.info.guard_nodes) if spec.plan.pin_fp32 else [],
+        layer_report=None,
     )
 
 
@@ -213,7 +253,9 @@ if version is None:
     except Exception:
         sys.exit("build.sh: cannot tell the TensorRT version (not in trtexec.log, tensorrt not importable)")
 engine = m["model"] + ".engine"
+layers = m["model"] + ".layers.json"
 m.update(status="built", engine_file=engine, tensorrt_version=version,
+         layer_report=layers if os.path.isfile(layers) else None,
          engine_sha256=hashlib.sha256(open(engine, "rb").read()).hexdigest(),
          compute_capability=grab(r"Compute Capability:\s*([0-9]+\.[0-9]+)") or m["compute_capability"],
          gpu_name=grab(r"Selected Device:\s*(.+)") or m["gpu_name"], built_by="trtexec via build.sh")
@@ -227,12 +269,13 @@ def render_build_sh(spec: BundleSpec) -> str:
     t, p = spec.target, spec.plan
     toolkit = "${PYTHON:-python3} -m lutfuse_deploy " + shlex.join(toolkit_command(spec))
     trtexec = '"$TRTEXEC" ' + shlex.join(trtexec_command(spec)[1:])
+    bench = shlex.join(benchmark_command(spec))
     autocast = autocast_command(spec)
     needs_cache = p.calibrator and spec.calib_cache is None
     lines = [
         "#!/usr/bin/env bash",
         f"# Build {spec.engine_name} for {t.name}: sm {t.compute_capability}, TensorRT {t.tensorrt_major}.x,",
-        f"# {p.precision}, shapes {spec.shapes} (MIN:OPT:MAX as HxW). {t.description}",
+        f"# {p.precision}, shapes {spec.shapes} (MIN:OPT:MAX, each WIDTHxHEIGHT). {t.description}",
         f"# Written by lutfuse-deploy {__version__}. Run it ON THE DEVICE: engines only load on the GPU",
         "# architecture and TensorRT version that built them.",
         "#   ./build.sh                     toolkit if it imports with TensorRT, else trtexec",
@@ -279,6 +322,9 @@ def render_build_sh(spec: BundleSpec) -> str:
         "  trtexec) build_trtexec ;;",
         '  *) echo "build.sh: BUILD_WITH must be auto, toolkit or trtexec" >&2; exit 2 ;;',
         "esac",
+        f'echo "per-layer report (precision, tactic, DLA/GPU of every layer): $PWD/{spec.layers_name}"',
+        f'echo "benchmark ({size_text(spec.shapes.opt)} WxH, CUDA graph, profiling in a separate run):"',
+        f"echo {shlex.quote('  ' + bench)}",
         "",
     ]
     return "\n".join(lines)

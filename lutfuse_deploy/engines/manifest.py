@@ -52,6 +52,8 @@ IDENTITY = (
     "calibration_digest",
     "compute_capability",
     "tensorrt_major",
+    "version_compatible",
+    "hardware_compatibility",
 )
 
 
@@ -82,8 +84,11 @@ def new_manifest(**fields: Any) -> dict[str, Any]:
         "gpu_name": None,
         "tensorrt_version": None,
         "tensorrt_major": None,
+        "version_compatible": False,  # later TensorRT versions may load it (BuilderFlag.VERSION_COMPATIBLE)
+        "hardware_compatibility": "none",  # "none", "same-cc" or "ampere+" (HardwareCompatibilityLevel)
         "engine_file": None,
         "engine_sha256": None,
+        "layer_report": None,  # per-layer JSON beside the engine (engine inspector / trtexec --exportLayerInfo)
         "build_time": utc_now(),
         "build_seconds": None,
         "built_by": f"lutfuse-deploy {__version__}",
@@ -122,10 +127,37 @@ def _same_version(a: str, b: str) -> bool:
     return a.split(".")[:3] == b.split(".")[:3]
 
 
+def _cc(text: str) -> tuple[int, int]:
+    major, _, minor = text.partition(".")
+    return int(major), int(minor or 0)
+
+
+def runs_on(manifest: dict[str, Any], compute_capability: str) -> bool:
+    """Whether the engine's hardware compatibility admits a GPU of ``compute_capability``."""
+    built = str(manifest["compute_capability"])
+    if manifest.get("hardware_compatibility") == "ampere+":
+        return _cc(compute_capability) >= (8, 0)
+    return built == compute_capability
+
+
+def loads_with(manifest: dict[str, Any], tensorrt_version: str) -> bool:
+    """Whether TensorRT ``tensorrt_version`` loads the engine: the building version only, or that
+    version and any later one for a version-compatible engine."""
+    built = str(manifest["tensorrt_version"])
+    if manifest.get("version_compatible"):
+        return _version(tensorrt_version) >= _version(built)
+    return _same_version(built, tensorrt_version)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".")[:3] if p.isdigit())
+
+
 def check_runtime(
     manifest: dict[str, Any], *, compute_capability: str, gpu_name: str, tensorrt_version: str
 ) -> None:
-    """Refuse an engine built for another GPU architecture or TensorRT version, in one sentence."""
+    """Refuse an engine built for another GPU architecture or TensorRT version, in one sentence
+    (honouring the engine's version and hardware compatibility)."""
     if manifest.get("status") != "built" or not manifest.get("engine_file"):
         raise EngineError(
             f"the manifest says this is an unbuilt bundle for {manifest.get('target')}: run its build.sh on the device"
@@ -133,15 +165,21 @@ def check_runtime(
     built_cc, built_trt = str(manifest["compute_capability"]), str(manifest["tensorrt_version"])
     where = f"{manifest.get('gpu_name')} (sm {built_cc}) with TensorRT {built_trt}"
     here = f"{gpu_name} (sm {compute_capability}) with TensorRT {tensorrt_version}"
-    if built_cc != compute_capability:
+    if not runs_on(manifest, compute_capability):
+        scope = "Ampere or later" if manifest.get("hardware_compatibility") == "ampere+" else f"sm {built_cc}"
         raise EngineError(
-            f"engine was built for {where}; this machine has {here}: rebuild it here with "
-            f"`lutfuse-deploy build-engine --onnx ... --target auto`"
+            f"engine was built for {where} and runs on {scope} only; this machine has {here}: rebuild it "
+            f"here with `lutfuse-deploy build-engine --onnx ... --target auto`"
         )
-    if not _same_version(built_trt, tensorrt_version):
+    if not loads_with(manifest, tensorrt_version):
+        scope = (
+            f"TensorRT {built_trt} or later"
+            if manifest.get("version_compatible")
+            else f"TensorRT {built_trt} only (plans do not load across versions; --version-compatible lifts that)"
+        )
         raise EngineError(
-            f"engine was built with TensorRT {built_trt}; this machine has TensorRT {tensorrt_version} "
-            "(plans do not load across versions): rebuild it here"
+            f"engine was built with TensorRT {built_trt} and loads with {scope}; this machine has "
+            f"TensorRT {tensorrt_version}: rebuild it here"
         )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from lutfuse_deploy import MODEL_KINDS
 from lutfuse_deploy.engines.precision import GraphNode, fp32_guard
-from lutfuse_deploy.engines.targets import ShapeProfile
+from lutfuse_deploy.engines.targets import ShapeProfile, size_text
 from lutfuse_deploy.errors import EngineError, InputError, MissingDependency
 from lutfuse_deploy.io.files import read_json_object, sha256_file
 
@@ -39,7 +39,7 @@ class OnnxInfo:
     ops: frozenset[str]
     has_qdq: bool
     has_fp16: bool
-    has_fp64: bool  # a LUT-Fuse graph exported with --numerics reference (ONNX Runtime only)
+    has_fp64: bool  # a LUT-Fuse graph exported by an older version (float64 numerics, ONNX Runtime only)
     guard_nodes: tuple[str, ...]  # named nodes to keep in FP32 under reduced precision
     sidecar: dict[str, Any] | None
     sidecar_path: Path | None
@@ -192,8 +192,8 @@ def check_for_tensorrt(info: OnnxInfo) -> None:
     """Refuse graphs TensorRT cannot take (float64) or would build silently wrong (GridSample at 20+)."""
     if info.has_fp64:
         raise EngineError(
-            f"{info.path.name} computes in float64 (exported with --numerics reference, for ONNX Runtime); "
-            "TensorRT has no float64: re-export with --numerics portable"
+            f"{info.path.name} computes in float64 (an ONNX Runtime-only graph from an older version); "
+            "TensorRT has no float64: re-export it with `lutfuse-deploy export`, whose graphs are float32"
         )
     if info.has_lookup and info.opset not in GRIDSAMPLE_OPSETS:
         raise EngineError(
@@ -205,11 +205,44 @@ def check_for_tensorrt(info: OnnxInfo) -> None:
 def check_shapes(info: OnnxInfo, shapes: ShapeProfile) -> None:
     """A static export accepts its own size only; MMDRFuse's teacher needs even sizes."""
     if info.static_hw is not None and not (shapes.is_static and shapes.opt == info.static_hw):
-        h, w = info.static_hw
+        size = size_text(info.static_hw)
         raise InputError(
-            f"{info.path.name} was exported for {h}x{w} only: pass --shapes {h}x{w} or re-export with --dynamic"
+            f"{info.path.name} was exported for {size} (WxH) only: pass --shapes {size} or re-export with --dynamic"
         )
     if info.kind == "mmdrfuse-teacher":
-        for h, w in (shapes.min, shapes.opt, shapes.max):
-            if h % 2 or w % 2:
-                raise InputError(f"mmdrfuse-teacher needs even H and W; --shapes has {h}x{w}")
+        for hw in (shapes.min, shapes.opt, shapes.max):
+            if hw[0] % 2 or hw[1] % 2:
+                raise InputError(f"mmdrfuse-teacher needs even width and height; --shapes has {size_text(hw)}")
+
+
+def largest_layer_bytes(info: OnnxInfo, hw: tuple[int, int]) -> int:
+    """Bytes of the inputs and outputs of the graph's largest node at batch 1 and size ``hw`` (H, W),
+    from ONNX shape inference: what any engine must hold at once for that node, before workspace.
+
+    Hand-written because TensorRT only reports memory after a build (on the device); this number
+    lets a build refuse a profile the target cannot hold, before anything is written.
+    """
+    import onnx
+
+    model = onnx.load(str(info.path))
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4:
+            dims[0].dim_value, dims[2].dim_value, dims[3].dim_value = 1, hw[0], hw[1]
+    try:
+        graph = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+    except (onnx.shape_inference.InferenceError, ValueError):
+        return 0  # unknown: nothing to refuse on
+    sizes: dict[str, int] = {}
+    for v in list(graph.value_info) + list(graph.input) + list(graph.output):
+        t = v.type.tensor_type
+        if t.elem_type and all(d.HasField("dim_value") for d in t.shape.dim):
+            n = 1
+            for d in t.shape.dim:
+                n *= d.dim_value
+            sizes[v.name] = n * onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).itemsize
+    inits = {i.name for i in graph.initializer}
+    return max(
+        (sum(sizes.get(t, 0) for t in (*n.input, *n.output) if t and t not in inits) for n in graph.node),
+        default=0,
+    )

@@ -6,13 +6,14 @@ FP32. TensorRT 11 removed all of that: every network is strongly typed, so FP16 
 the ONNX (ModelOpt AutoCast) and INT8 must come as explicit Q/DQ nodes; ``--best`` is gone. A
 request a version cannot honour is refused here, before anything is written.
 
-The lookup (GridSample, whose grid coordinates lose ~0.06 texel in FP16, design.md §3) and the
+The lookup (GridSample, whose grid coordinates lose ~0.06 texel in FP16, docs/semantics.md §4) and the
 colour conversion around it stay in FP32 under reduced precision: ``fp32_guard`` finds them on any
 graph given as ``GraphNode``s (ONNX nodes here and for trtexec/AutoCast; TensorRT layers at build).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -35,6 +36,13 @@ STOP_OPS = frozenset(
     }
 )
 AUTOCAST_COMMAND = "python -m modelopt.onnx.autocast"
+
+
+def exact_name_patterns(names: Iterable[str]) -> list[str]:
+    """AutoCast's ``nodes_to_exclude`` are regular expressions applied with ``re.match``: a bare node
+    name such as ``/lookup/Add_1`` would also match ``/lookup/Add_10`` and treats ``.`` as any
+    character, so each name is escaped and anchored at both ends."""
+    return [f"^{re.escape(n)}$" for n in names]
 
 
 @dataclass(frozen=True)
@@ -133,7 +141,7 @@ def plan_precision(
         raise EngineError(
             f"TensorRT {tensorrt_major} is not supported: lutfuse-deploy builds with TensorRT 10 or 11"
         )
-    _check_dla(precision, tensorrt_major, target, dla_core, onnx_ops)
+    _check_dla(precision, target, dla_core, onnx_ops)
     wants_int8 = precision in ("int8", "best")
     reduced = precision != "fp32"
     if qdq and not wants_int8:
@@ -212,7 +220,7 @@ def plan_precision(
     )
 
 
-def _check_dla(precision: str, major: int, target: Target, dla_core: int | None, ops: frozenset[str]) -> None:
+def _check_dla(precision: str, target: Target, dla_core: int | None, ops: frozenset[str]) -> None:
     if dla_core is None:
         return
     if target.dla_cores == 0:
@@ -226,5 +234,3 @@ def _check_dla(precision: str, major: int, target: Target, dla_core: int | None,
         )
     if precision not in ("fp16", "int8"):
         raise EngineError(f"the DLA runs fp16 or int8 only, not {precision}")
-    if major >= 11:
-        raise EngineError("DLA builds need TensorRT 10 (JetPack 6); TensorRT 11 does not support JetPack")

@@ -1,8 +1,10 @@
 """Deployment targets are data: ``recipes/targets/*.yaml``, loaded and validated here.
 
 A target names a device class (compute capability, the TensorRT major it ships, memory, DLA) and
-the defaults a build uses there (precision, H x W shape profile, workspace). ``--target auto`` reads
-the local GPU and picks the target with the same compute capability. Every key is typed and
+the defaults a build uses there (precision, shape profile, workspace). ``--target auto`` reads
+the local GPU and picks the target with the same compute capability. Image sizes are written
+WIDTHxHEIGHT everywhere (``640x480``), as users and papers write them; ``ShapeProfile`` keeps
+(height, width) pairs inside, in TensorRT's N x C x H x W order. Every key is typed and
 documented once, in ``TARGET_KEYS``; an unknown key or a bad value is a ``ConfigError`` naming it.
 """
 
@@ -29,6 +31,7 @@ TARGET_KEYS: dict[str, tuple[type, bool, str]] = {
     "gpu_names": (list, False, "substrings of the GPU name (or Jetson model) that --target auto matches"),
     "compute_capability": (str, True, 'CUDA compute capability as "MAJOR.MINOR", e.g. "8.7"'),
     "tensorrt_major": (int, True, "TensorRT major version the device runs (10 or 11)"),
+    "tensorrt_min": (str, False, "oldest TensorRT version of that major the device can have, e.g. 11.4"),
     "software": (str, False, "the software stack, e.g. JetPack 6.x with TensorRT 10.3"),
     "memory_gb": (list, False, "memory sizes of the variants, GB"),
     "integrated": (bool, False, "shares memory with the CPU (Jetson); engines are built on the device"),
@@ -36,26 +39,37 @@ TARGET_KEYS: dict[str, tuple[type, bool, str]] = {
     "dla_unsupported_ops": (list, False, "ONNX ops the DLA cannot run"),
     "precisions": (list, True, "precisions this target may build: fp32 fp16 int8 best"),
     "default_precision": (str, True, "precision when --precision is not given"),
-    "default_shapes": (str, True, "default shape profile MIN:OPT:MAX, each HEIGHTxWIDTH"),
-    "workspace_gib": (float, False, "builder workspace limit, GiB"),
+    "default_shapes": (str, True, "default shape profile MIN:OPT:MAX, each WIDTHxHEIGHT"),
+    "workspace_gib": (float, False, "smallest builder workspace limit, GiB (raised to what the model needs)"),
     "anchors": (list, False, "published latencies (model, width, height, latency_ms, source)"),
 }
 ANCHOR_KEYS: dict[str, type] = {"model": str, "width": int, "height": int, "latency_ms": float, "source": str}
 
 
+SIZE_NOTATION = "WIDTHxHEIGHT"
+
+
+def size_text(hw: tuple[int, int]) -> str:
+    """(height, width) as the WIDTHxHEIGHT users write."""
+    return f"{hw[1]}x{hw[0]}"
+
+
 @dataclass(frozen=True)
 class ShapeProfile:
-    """An optimisation profile over image size: MIN:OPT:MAX as (height, width); batch is 1."""
+    """An optimisation profile over image size: MIN:OPT:MAX, each kept as (height, width); batch is 1.
+    Written and read as WIDTHxHEIGHT (``str``, ``parse_shapes``)."""
 
     min: tuple[int, int]
     opt: tuple[int, int]
     max: tuple[int, int]
 
     def __str__(self) -> str:
-        return ":".join(f"{h}x{w}" for h, w in (self.min, self.opt, self.max))
+        return ":".join(size_text(hw) for hw in (self.min, self.opt, self.max))
 
-    def to_dict(self) -> dict[str, list[int]]:
-        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+    def to_dict(self) -> dict[str, dict[str, int]]:
+        """Named axes, so a reader cannot swap them."""
+        return {k: {"width": hw[1], "height": hw[0]} for k, hw in (("min", self.min), ("opt", self.opt),
+                                                                    ("max", self.max))}
 
     @property
     def is_static(self) -> bool:
@@ -65,32 +79,63 @@ class ShapeProfile:
         return self.min[0] <= h <= self.max[0] and self.min[1] <= w <= self.max[1]
 
 
-_HW = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+_WH = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
 def parse_shapes(text: str) -> ShapeProfile:
-    """``MIN:OPT:MAX`` (each ``HEIGHTxWIDTH``) or one ``HxW`` for a static profile."""
+    """``MIN:OPT:MAX`` (each ``WIDTHxHEIGHT``) or one ``WxH`` for a static profile."""
     parts = str(text).split(":")
     if len(parts) == 1:
         parts = parts * 3
     if len(parts) != 3:
         raise InputError(
-            f"bad shapes {text!r}: expected MIN:OPT:MAX as HEIGHTxWIDTH, e.g. 128x128:480x640:1080x1920"
+            f"bad shapes {text!r}: expected MIN:OPT:MAX as WIDTHxHEIGHT, e.g. 128x128:640x480:1920x1080"
         )
     dims: list[tuple[int, int]] = []
     for part in parts:
-        m = _HW.match(part)
+        m = _WH.match(part)
         if not m:
-            raise InputError(f"bad shapes {text!r}: {part!r} is not HEIGHTxWIDTH (e.g. 480x640)")
-        h, w = int(m.group(1)), int(m.group(2))
+            raise InputError(f"bad shapes {text!r}: {part!r} is not WIDTHxHEIGHT (e.g. 640x480)")
+        w, h = int(m.group(1)), int(m.group(2))
         if h < 3 or w < 3:
-            raise InputError(f"bad shapes {text!r}: {h}x{w} is smaller than 3x3")
+            raise InputError(f"bad shapes {text!r}: {w}x{h} is smaller than 3x3")
         dims.append((h, w))
     lo, opt, hi = dims
     for axis, label in ((0, "height"), (1, "width")):
         if not lo[axis] <= opt[axis] <= hi[axis]:
             raise InputError(f"bad shapes {text!r}: {label} must satisfy MIN <= OPT <= MAX")
     return ShapeProfile(lo, opt, hi)
+
+
+# --hardware-compat NAME -> TensorRT's HardwareCompatibilityLevel member
+HARDWARE_LEVELS = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
+
+
+@dataclass(frozen=True)
+class Compatibility:
+    """Where an engine may run besides the GPU and TensorRT version that built it.
+
+    ``version_compatible``: later TensorRT versions load it (BuilderFlag.VERSION_COMPATIBLE; the
+    runtime must allow the engine's host code). ``hardware``: ``none`` (the building GPU's compute
+    capability), ``same-cc`` (any GPU of that compute capability) or ``ampere+`` (any discrete GPU
+    from Ampere, sm 8.0, on).
+    """
+
+    version_compatible: bool = False
+    hardware: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.hardware not in HARDWARE_LEVELS:
+            raise InputError(
+                f"unknown hardware compatibility {self.hardware!r}: choose one of {', '.join(HARDWARE_LEVELS)}"
+            )
+
+    @property
+    def hardware_level(self) -> str:
+        return HARDWARE_LEVELS[self.hardware]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version_compatible": self.version_compatible, "hardware": self.hardware}
 
 
 @dataclass(frozen=True)
@@ -115,6 +160,7 @@ class Target:
     description: str = ""
     gpu_names: tuple[str, ...] = ()
     software: str = ""
+    tensorrt_min: str = ""
     memory_gb: tuple[float, ...] = ()
     integrated: bool = False
     dla_cores: int = 0
@@ -123,6 +169,11 @@ class Target:
     anchors: tuple[Anchor, ...] = ()
     path: Path | None = None
 
+    @property
+    def smallest_memory_gib(self) -> float | None:
+        """The smallest variant's memory (GB as sold, in GiB), or None where the target does not say."""
+        return min(self.memory_gb) * 1e9 / (1 << 30) if self.memory_gb else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -130,6 +181,7 @@ class Target:
             "compute_capability": self.compute_capability,
             "tensorrt_major": self.tensorrt_major,
             "software": self.software,
+            "tensorrt_min": self.tensorrt_min,
             "memory_gb": list(self.memory_gb),
             "integrated": self.integrated,
             "dla_cores": self.dla_cores,
@@ -213,6 +265,10 @@ def target_from_dict(data: Any, where: str, path: Path | None = None) -> Target:
     for m in memory:
         if isinstance(m, bool) or not isinstance(m, (int, float)) or m <= 0:
             raise ConfigError(f"{where}: memory_gb: expected positive numbers, got {m!r}")
+    if v.get("tensorrt_min") and not re.fullmatch(rf"{v['tensorrt_major']}(\.\d+)*", v["tensorrt_min"]):
+        raise ConfigError(
+            f"{where}: tensorrt_min: expected a {v['tensorrt_major']}.x version, got {v['tensorrt_min']!r}"
+        )
     if v.get("dla_cores", 0) < 0:
         raise ConfigError(f"{where}: dla_cores: must be >= 0")
     if v.get("workspace_gib", 1.0) <= 0:
@@ -227,6 +283,7 @@ def target_from_dict(data: Any, where: str, path: Path | None = None) -> Target:
         description=v.get("description", ""),
         gpu_names=_str_list(where, "gpu_names", v.get("gpu_names", [])),
         software=v.get("software", ""),
+        tensorrt_min=v.get("tensorrt_min", ""),
         memory_gb=tuple(float(m) for m in memory),
         integrated=v.get("integrated", False),
         dla_cores=v.get("dla_cores", 0),
@@ -328,8 +385,9 @@ def detect_gpu() -> LocalGpu | None:
     return _from_nvidia_smi() or _from_torch()
 
 
-def match_target(gpu: LocalGpu, targets: list[Target]) -> Target:
-    """The one target with the GPU's compute capability, narrowed by name where several share it."""
+def match_target(gpu: LocalGpu, targets: list[Target], tensorrt_major: int | None = None) -> Target:
+    """The one target with the GPU's compute capability, narrowed by name and then by the installed
+    TensorRT major where several share it (AGX Orin on JetPack 6 / TensorRT 10 or JetPack 7 / 11)."""
     same_cc = [t for t in targets if t.compute_capability == gpu.compute_capability]
     if not same_cc:
         raise EngineError(
@@ -342,6 +400,9 @@ def match_target(gpu: LocalGpu, targets: list[Target]) -> Target:
     named = [t for t in same_cc if any(s.lower() in label for s in t.gpu_names)]
     if len(named) == 1:
         return named[0]
+    same_trt = [t for t in (named or same_cc) if t.tensorrt_major == tensorrt_major]
+    if len(same_trt) == 1:
+        return same_trt[0]
     names = ", ".join(t.name for t in (named or same_cc))
     raise EngineError(
         f"several targets have compute capability {gpu.compute_capability} ({names}) and the GPU "
@@ -356,4 +417,7 @@ def auto_target() -> Target:
             "--target auto needs a local NVIDIA GPU and found none (no nvidia-smi, torch.cuda unavailable): "
             "name a target instead, e.g. --target orin-nx (list: lutfuse-deploy targets)"
         )
-    return match_target(gpu, list_targets())
+    from lutfuse_deploy.engines.tensorrt import major_of, tensorrt_version
+
+    version = tensorrt_version()
+    return match_target(gpu, list_targets(), major_of(version) if version else None)

@@ -1,9 +1,11 @@
 """``onnx_to_engine``: an .onnx in, a serialized TensorRT engine out (TensorRT 10 and 11 Python API).
 
-A plain function: paths and a precision plan in, a path and what was done out; no hidden state.
-The builder gets an optimisation profile over the H x W range (batch 1), a workspace limit, and a
-timing cache that is loaded before and saved after every build (same file across builds of a
-target, so later builds skip tactic timing). Every ONNX parser error is reported, not only the first.
+A plain function: paths and a precision plan in, a path and what was done out. The builder gets an
+optimisation profile over the image-size range (batch 1), a workspace limit, the compatibility
+options, and a timing cache that is loaded before and saved after every build (same file across
+builds of a target, so later builds skip tactic timing). Every ONNX parser error is reported, not
+only the first. TensorRT keeps one logger per process, so there is one here too (``process_logger``)
+and each build reads its own messages from it.
 On TensorRT 10, reduced precision comes from builder flags, and the lookup/colour layers are pinned
 to FP32 with per-layer precision + OBEY_PRECISION_CONSTRAINTS; on TensorRT 11 the network is
 strongly typed and precision was decided in the ONNX (AutoCast / Q/DQ) before this function runs.
@@ -11,14 +13,19 @@ strongly typed and precision was decided in the ONNX (AutoCast / Q/DQ) before th
 
 from __future__ import annotations
 
+import contextlib
+import re
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from lutfuse_deploy.engines.precision import GraphNode, PrecisionPlan, fp32_guard
-from lutfuse_deploy.engines.targets import ShapeProfile
+from lutfuse_deploy.engines.targets import Compatibility, ShapeProfile
 from lutfuse_deploy.errors import EngineError, MissingDependency
 from lutfuse_deploy.io.files import atomic_path, write_bytes_atomic
 
@@ -68,26 +75,79 @@ class EngineBuild:
     build_seconds: float
     fp32_layers: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    layer_report: Path | None = None
 
 
-def _logger() -> Any:
-    import tensorrt as trt
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split(".") if p.isdigit())
 
-    class CapturingLogger(trt.ILogger):
-        """Keeps errors for the one-line failure message and warnings for the caller."""
 
+def api_major(trt: ModuleType) -> int:
+    """The TensorRT API generation of ``trt``: TensorRT-RTX (1.x) speaks TensorRT 11's strongly typed API."""
+    if trt.__name__.startswith("tensorrt_rtx"):
+        return 11
+    return major_of(str(trt.__version__))
+
+
+@dataclass
+class BuildLog:
+    """What TensorRT said during one build."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+_LOGGERS: dict[str, Any] = {}
+_LOGGERS_LOCK = threading.Lock()
+
+
+def process_logger(trt: ModuleType) -> Any:
+    """The one logger this process gives TensorRT (``trt``'s builder, parser and runtime).
+
+    TensorRT keeps the first logger a process hands it; objects made later with another logger
+    still report to the first, so a fresh logger per build hears nothing. Messages go to every
+    open ``capture()``; with none open, warnings and errors go to stderr as ``trt.Logger`` would.
+    """
+    with _LOGGERS_LOCK:
+        if trt.__name__ not in _LOGGERS:
+            _LOGGERS[trt.__name__] = _routing_logger(trt)
+        return _LOGGERS[trt.__name__]
+
+
+def _routing_logger(trt: ModuleType) -> Any:
+    severity = trt.ILogger.Severity
+    errors = (severity.ERROR, severity.INTERNAL_ERROR)
+
+    class RoutingLogger(trt.ILogger):  # type: ignore[name-defined]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-            self.warnings: list[str] = []
+            self.min_severity = severity.WARNING
+            self._sinks: list[BuildLog] = []
+            self._lock = threading.Lock()
 
-        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
-                self.errors.append(msg)
-            elif severity == trt.ILogger.Severity.WARNING:
-                self.warnings.append(msg)
+        def log(self, level: Any, msg: str) -> None:
+            with self._lock:
+                sinks = list(self._sinks)
+            for sink in sinks:
+                if level in errors:
+                    sink.errors.append(msg)
+                elif level == severity.WARNING:
+                    sink.warnings.append(msg)
+            if not sinks and level in (*errors, severity.WARNING):
+                print(f"[TensorRT] {msg}", file=sys.stderr)
 
-    return CapturingLogger()
+        @contextlib.contextmanager
+        def capture(self) -> Iterator[BuildLog]:
+            sink = BuildLog()
+            with self._lock:
+                self._sinks.append(sink)
+            try:
+                yield sink
+            finally:
+                with self._lock:
+                    self._sinks.remove(sink)
+
+    return RoutingLogger()
 
 
 def parser_errors(parser: trt.OnnxParser) -> list[str]:
@@ -115,10 +175,8 @@ def network_nodes(network: trt.INetworkDefinition) -> list[GraphNode]:
     return nodes
 
 
-def pin_fp32(network: trt.INetworkDefinition) -> list[str]:
+def pin_fp32(trt: Any, network: trt.INetworkDefinition) -> list[str]:
     """Pin the lookup and the layers around it to FP32 (TensorRT 10, with OBEY_PRECISION_CONSTRAINTS)."""
-    import tensorrt as trt
-
     names = set(fp32_guard(network_nodes(network)))
     pinned = []
     for i in range(network.num_layers):
@@ -154,25 +212,59 @@ def onnx_to_engine(
     timing_cache: Path | None = None,
     calibrator: Any = None,
     dla_core: int | None = None,
+    compatibility: Compatibility = Compatibility(),
+    layer_report: Path | None = None,
+    trt_module: ModuleType | None = None,
 ) -> EngineBuild:
-    """Build ``engine_path`` from ``onnx_path``; raises ``EngineError`` with the parser/builder errors."""
-    import_tensorrt()
-    import tensorrt as trt
+    """Build ``engine_path`` from ``onnx_path``; raises ``EngineError`` with the parser/builder errors.
 
+    ``trt_module`` defaults to ``tensorrt``; the tests pass TensorRT-RTX, which parses and builds
+    without a GPU. ``layer_report`` receives the engine inspector's per-layer JSON where the engine
+    can be loaded here (it needs the GPU that built it).
+    """
+    trt = trt_module or import_tensorrt()
     version = str(trt.__version__)
-    if major_of(version) != plan.tensorrt_major:
+    if api_major(trt) != plan.tensorrt_major:
         raise EngineError(
             f"the plan is for TensorRT {plan.tensorrt_major}, but TensorRT {version} is installed"
         )
-    logger = _logger()
-    builder = trt.Builder(logger)
+    logger = process_logger(trt)
+    with logger.capture() as log:
+        built = _build(trt, log, onnx_path, plan, shapes, vi_channels, workspace_gib, timing_cache,
+                       calibrator, dla_core, compatibility)
+        serialized, config, pinned, seconds = built
+        with atomic_path(engine_path) as tmp:
+            tmp.write_bytes(memoryview(serialized))
+        if timing_cache is not None:
+            write_bytes_atomic(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+        report = None
+        if layer_report is not None:
+            report = write_layer_report(trt, bytes(memoryview(serialized)), layer_report, compatibility)
+    return EngineBuild(engine_path, version, seconds, pinned, list(log.warnings), report)
+
+
+def _build(
+    trt: Any,
+    log: BuildLog,
+    onnx_path: Path,
+    plan: PrecisionPlan,
+    shapes: ShapeProfile,
+    vi_channels: int,
+    workspace_gib: float,
+    timing_cache: Path | None,
+    calibrator: Any,
+    dla_core: int | None,
+    compatibility: Compatibility,
+) -> tuple[Any, Any, list[str], float]:
+    version = str(trt.__version__)
+    builder = trt.Builder(process_logger(trt))
     flags = 0  # explicit batch is the only mode since TensorRT 10
     if plan.strongly_typed and plan.tensorrt_major == 10:  # always on (flag deprecated) in TensorRT 11
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, process_logger(trt))
     if not parser.parse_from_file(str(onnx_path)):
-        errors = parser_errors(parser) or logger.errors or ["unknown parser failure"]
+        errors = parser_errors(parser) or log.errors or ["unknown parser failure"]
         raise EngineError(
             f"TensorRT {version} could not parse {onnx_path.name} ({len(errors)} error(s)): "
             + "; ".join(errors)
@@ -185,7 +277,9 @@ def onnx_to_engine(
         profile.set_shape(name, dims[0], dims[1], dims[2])
     config.add_optimization_profile(profile)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    _set_precision(builder, config, plan)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer names + tactics for the report
+    _set_precision(trt, builder, config, plan)
+    _set_compatibility(trt, config, compatibility)
     if calibrator is not None:
         config.int8_calibrator = calibrator  # TensorRT 10 only (plan_precision refuses it on 11)
         config.set_calibration_profile(profile)
@@ -193,34 +287,74 @@ def onnx_to_engine(
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    pinned = pin_fp32(network) if plan.pin_fp32 and plan.tensorrt_major == 10 else []
+    pinned = pin_fp32(trt, network) if plan.pin_fp32 and plan.tensorrt_major == 10 else []
     _timing_cache(config, timing_cache)
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - start
     if serialized is None:
-        detail = "; ".join(logger.errors[-3:]) or "no error message from TensorRT"
+        detail = "; ".join(log.errors[-3:]) or "no error message from TensorRT"
+        short = workspace_shortfall(log.warnings)
+        if short is not None:
+            detail += f"; tactics asked for {short / 1024:.1f} GiB of workspace: pass --workspace {_gib(short)}"
         raise EngineError(f"TensorRT {version} could not build {onnx_path.name}: {detail}")
-    with atomic_path(engine_path) as tmp:
-        tmp.write_bytes(memoryview(serialized))
-    if timing_cache is not None:
-        write_bytes_atomic(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
-    return EngineBuild(engine_path, version, seconds, pinned, list(logger.warnings))
+    return serialized, config, pinned, seconds
 
 
-def _set_precision(builder: trt.Builder, config: trt.IBuilderConfig, plan: PrecisionPlan) -> None:
-    import tensorrt as trt
+def _gib(mib: float) -> str:
+    return f"{-(-mib // 256) / 4:g}"  # rounded up to a quarter GiB
 
+
+_SHORTFALL = re.compile(r"request:\s*(\d+)\s*MB\s*Available:\s*(\d+)\s*MB", re.IGNORECASE)
+
+
+def workspace_shortfall(warnings: list[str]) -> float | None:
+    """The largest workspace (MiB) a skipped tactic asked for, from TensorRT's "Tactic Device request:
+    N MB Available: M MB" warnings; None when no tactic went without."""
+    asked = [float(m.group(1)) for w in warnings for m in [_SHORTFALL.search(w)] if m]
+    return max(asked) if asked else None
+
+
+def _set_compatibility(trt: Any, config: Any, compat: Compatibility) -> None:
+    if compat.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    level = getattr(trt.HardwareCompatibilityLevel, compat.hardware_level, None)
+    if level is None:
+        raise EngineError(
+            f"TensorRT {trt.__version__} has no hardware compatibility level {compat.hardware}"
+        )
+    config.hardware_compatibility_level = level
+
+
+def write_layer_report(trt: Any, plan: bytes, out: Path, compat: Compatibility) -> Path | None:
+    """The engine inspector's per-layer JSON (precision, tactic, DLA or GPU) for ``plan``, or None
+    where the engine cannot be loaded here (no GPU: TensorRT-RTX in CI)."""
+    runtime = trt.Runtime(process_logger(trt))
+    if compat.version_compatible:
+        runtime.engine_host_code_allowed = True
+    engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        return None
+    inspector = engine.create_engine_inspector()
+    text = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+    with atomic_path(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return out
+
+
+def _set_precision(trt: Any, builder: Any, config: Any, plan: PrecisionPlan) -> None:
     if plan.no_tf32 and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)
+    # platform_has_fast_fp16/int8 are deprecated from TensorRT 10.5 (every GPU it supports has both)
+    check_fast = version_tuple(str(trt.__version__)) < (10, 5)
     for name in plan.builder_flags:
         flag = getattr(trt.BuilderFlag, name, None)
         if flag is None:
             raise EngineError(
                 f"TensorRT {trt.__version__} has no BuilderFlag.{name} (removed in TensorRT 11)"
             )
-        if name == "FP16" and not builder.platform_has_fast_fp16:
+        if check_fast and name == "FP16" and not builder.platform_has_fast_fp16:
             raise EngineError("this GPU has no fast FP16: build fp32 (or int8) instead")
-        if name == "INT8" and not builder.platform_has_fast_int8:
+        if check_fast and name == "INT8" and not builder.platform_has_fast_int8:
             raise EngineError("this GPU has no fast INT8: build fp32 or fp16 instead")
         config.set_flag(flag)

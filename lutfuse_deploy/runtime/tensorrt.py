@@ -21,7 +21,7 @@ from lutfuse_deploy.engines.manifest import (
     manifest_for_engine,
     read_manifest,
 )
-from lutfuse_deploy.engines.tensorrt import import_tensorrt
+from lutfuse_deploy.engines.tensorrt import import_tensorrt, process_logger
 from lutfuse_deploy.errors import EngineError, InputError
 from lutfuse_deploy.runtime.base import INPUT_NAMES, OUTPUT_NAME, Runner
 
@@ -60,11 +60,13 @@ class TrtRunner(Runner):
                     "tensorrt_version",
                     "gpu_name",
                     "compute_capability",
+                    "version_compatible",
+                    "hardware_compatibility",
                 )
             },
         }
         self.cuda_stream: torch.cuda.Stream | None = None
-        self._logger: trt.Logger | None = None
+        self._logger: Any = None
         self._runtime: trt.Runtime | None = None
         self._engine: trt.ICudaEngine | None = None
         self._context: trt.IExecutionContext | None = None
@@ -87,8 +89,11 @@ class TrtRunner(Runner):
         )
         check_engine_file(self.manifest, self.path)
         torch.cuda.set_device(self.device_index)
-        self._logger = trt.Logger(trt.Logger.WARNING)  # must outlive the runtime and engine
+        self._logger = process_logger(trt)  # TensorRT keeps one logger per process
         self._runtime = trt.Runtime(self._logger)
+        if self.manifest.get("version_compatible"):
+            # a version-compatible plan carries its own lean runtime: host code the runtime must allow
+            self._runtime.engine_host_code_allowed = True
         engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
             raise EngineError(f"TensorRT could not deserialize {self.path.name} (see the TensorRT log above)")
@@ -140,7 +145,7 @@ class TrtRunner(Runner):
         h, w = int(ir.shape[2]), int(ir.shape[3])
         if not (h_lo <= h <= h_hi and w_lo <= w <= w_hi):
             raise InputError(
-                f"{h}x{w} (HxW) is outside this engine's profile {h_lo}x{w_lo}..{h_hi}x{w_hi}: "
+                f"{w}x{h} (WxH) is outside this engine's profile {w_lo}x{h_lo}..{w_hi}x{h_hi}: "
                 "rebuild with build-engine --shapes"
             )
         for name, tensor in (("ir", ir), ("vi", vi)):
