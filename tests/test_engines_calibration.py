@@ -129,6 +129,13 @@ def test_insert_qdq_quantises_convs_only_and_still_runs(tmp_path: Path) -> None:
     by_output = {o: n for n in model.graph.node for o in n.output}
     conv = next(n for n in model.graph.node if n.op_type == "Conv")
     assert all(by_output[i].op_type == "DequantizeLinear" for i in conv.input[:2])  # activation and weight
+    # the bias stays a float32 initializer: TensorRT's parser rejects INT32 DequantizeLinear inputs
+    inits = {i.name: i for i in model.graph.initializer}
+    assert len(conv.input) == 3 and conv.input[2] not in by_output
+    assert inits[conv.input[2]].data_type == onnx.TensorProto.FLOAT
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits:
+            assert inits[n.input[0]].data_type == onnx.TensorProto.INT8, n.name
     grid_sample = next(n for n in model.graph.node if n.op_type == "GridSample")
     assert all(
         by_output.get(i) is None or by_output[i].op_type != "DequantizeLinear" for i in grid_sample.input

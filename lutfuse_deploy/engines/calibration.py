@@ -9,7 +9,8 @@ are resized to OPT, the shape TensorRT calibrates at.
   file is named by ONNX sha256 + data digest + TensorRT version, so a changed model, data set or
   TensorRT never reuses stale scales.
 * TensorRT 11 has no calibrator: ``insert_qdq`` writes explicit Q/DQ nodes with ONNX Runtime's
-  static quantiser (symmetric INT8, entropy calibration, on the CPU), keeping the lookup in FP32.
+  static quantiser (symmetric INT8 activations and weights, float biases, entropy calibration, on
+  the CPU), keeping the lookup in FP32.
 """
 
 from __future__ import annotations
@@ -248,7 +249,9 @@ def insert_qdq(
             weight_type=QuantType.QInt8,
             nodes_to_exclude=list(keep_fp32),
             calibrate_method=CalibrationMethod.Entropy,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            # biases stay float: quantised they become INT32 DequantizeLinear inputs, which TensorRT's
+            # ONNX parser rejects; TensorRT fuses a float bias into the INT8 convolution itself
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
         )
     return onnx_out
 
