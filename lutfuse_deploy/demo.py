@@ -87,14 +87,14 @@ def run_demo(out_dir: str | Path, height: int = 480, width: int = 640, seed: int
     import torch
 
     from lutfuse_deploy.io.checkpoints import save_checkpoint
+    from lutfuse_deploy.io.files import ensure_dir
     from lutfuse_deploy.io.images import save_png
     from lutfuse_deploy.metrics.fusion import compute_all, to_gray
     from lutfuse_deploy.models.lut import analytic_lutfuse
     from lutfuse_deploy.pipeline import prepare, to_8bit
     from lutfuse_deploy.runtime import create_runner
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(out_dir)
     ir, vi = synthetic_scene(height, width, seed)
     ckpt, label = _shipped_or_analytic()
     if ckpt is None:

@@ -17,6 +17,10 @@ class CheckpointError(LutfuseError):
     """A checkpoint is missing, corrupt, of the wrong kind or holds non-finite values."""
 
 
+class OutputError(LutfuseError):
+    """An output cannot be written (an input's path, a folder in the way, no permission, disk full)."""
+
+
 class ConfigError(LutfuseError):
     """A recipe, target or budget file has an unknown key or a bad value."""
 

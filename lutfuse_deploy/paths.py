@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,3 +31,19 @@ def reference_root() -> Path:
 
 def pretrained_dir() -> Path:
     return Path(__file__).resolve().parent / "pretrained"
+
+
+def portable(obj: object) -> object:
+    """``obj`` (JSON-like) with this machine's data, reference and working folders written as
+    ``$LUTFUSE_DATA``, ``$LUTFUSE_REFERENCE`` and ``.``: checkpoints travel, their provenance
+    must not carry the build machine's layout."""
+    if isinstance(obj, dict):
+        return {k: portable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable(v) for v in obj]
+    if not isinstance(obj, str) or os.sep not in obj:
+        return obj
+    for root, name in ((data_root(), "$LUTFUSE_DATA"), (reference_root(), "$LUTFUSE_REFERENCE"), (Path.cwd(), ".")):
+        if root != Path(root.anchor):  # never rewrite every "/" when run from the file system root
+            obj = re.sub(re.escape(str(root)) + r"(?=\W|$)", name, obj)
+    return obj

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lutfuse_deploy.errors import InputError, LutfuseError
-from lutfuse_deploy.io.images import ImagePair, load_pair, save_npy, save_png
+from lutfuse_deploy.errors import InputError, LutfuseError, OutputError
+from lutfuse_deploy.io.files import ensure_dir
+from lutfuse_deploy.io.images import IMAGE_EXTS, ImagePair, load_pair, save_npy, save_png
 from lutfuse_deploy.runtime.base import Runner, vi_channels
 
 TANH_MAPS = ("minmax", "clip")
@@ -67,6 +68,22 @@ def prepare(ir: np.ndarray, vi: np.ndarray, io: str) -> tuple[np.ndarray, np.nda
     return ir[None, None].astype(dtype), vi_chw[None].astype(dtype)
 
 
+def plan_outputs(pairs: list[ImagePair], out: str | Path, save_float: bool = False) -> list[tuple[Path, Path | None]]:
+    """Where each pair's PNG (and raw ``.npy``) goes: ``OUT/NAME.png``, or OUT itself for one pair.
+
+    ``--out fused.png`` with one pair names the file; with several pairs it is refused, since a
+    folder called ``fused.png`` is never what was meant.
+    """
+    out = Path(out)
+    if out.suffix.lower() in IMAGE_EXTS and not out.is_dir():
+        if out.suffix.lower() != ".png":
+            raise OutputError(f"{out}: fuse writes PNG; name the output NAME.png or give a folder")
+        if len(pairs) != 1:
+            raise OutputError(f"{out}: a file name takes one pair, these are {len(pairs)}; give a folder")
+        return [(out, out.with_suffix(".npy") if save_float else None)]
+    return [(out / f"{p.name}.png", out / f"{p.name}.npy" if save_float else None) for p in pairs]
+
+
 def fuse_pairs(
     runner: Runner,
     pairs: list[ImagePair],
@@ -76,18 +93,23 @@ def fuse_pairs(
     ir16: str = "refuse",
     progress: bool = True,
 ) -> FuseSummary:
-    """Fuse every pair, writing ``OUT/NAME.png`` (+ ``NAME.npy`` raw output with ``save_float``)."""
+    """Fuse every pair, writing ``OUT/NAME.png`` (+ ``NAME.npy`` raw output with ``save_float``).
+
+    A pair that cannot be read is reported and skipped; an output that cannot be written (disk
+    full, no permission) stops the run with ``OutputError``: every later pair would fail the same way.
+    """
     from tqdm import tqdm
 
     if save_float and runner.io == "uint8":
         raise InputError("--save-float needs a float-io model; this one takes and returns uint8")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    targets = plan_outputs(pairs, out_dir, save_float)
+    for folder in {png.parent for png, _ in targets}:
+        ensure_dir(folder)
     summary = FuseSummary()
     vi_mode = "RGB" if vi_channels(runner.kind) == 3 else "L"
     bar = tqdm(pairs, unit="pair", disable=not progress or len(pairs) < 2, leave=False)
     with runner:
-        for pair in bar:
+        for pair, (png, npy) in zip(bar, targets):
             t0 = time.perf_counter()
             try:
                 ir, vi = load_pair(pair, vi_mode=vi_mode, ir16=ir16)
@@ -95,10 +117,12 @@ def fuse_pairs(
                 t1 = time.perf_counter()
                 fused = runner.infer(t_ir, t_vi)[0]
                 model_ms = (time.perf_counter() - t1) * 1e3
-                if save_float:
+                if npy is not None:
                     raw = fused.transpose(1, 2, 0) if runner.kind == "lutfuse" else fused[0]
-                    save_npy(out / f"{pair.name}.npy", raw.astype(np.float32))
-                save_png(out / f"{pair.name}.png", to_8bit(fused, runner.kind, tanh_map))
+                    save_npy(npy, raw.astype(np.float32))
+                save_png(png, to_8bit(fused, runner.kind, tanh_map))
+            except OutputError:
+                raise
             except LutfuseError as exc:
                 summary.failed.append(str(exc))
                 tqdm.write(f"error: {exc}", file=sys.stderr)

@@ -59,6 +59,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a write outside atomic_path, or an unreadable input: one line, no traceback
+        from lutfuse_deploy.io.files import os_reason
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"error: {where}{os_reason(exc)}", err=True)
+        sys.exit(1)
+    except MemoryError:
+        click.echo("error: out of memory; use a smaller image or a machine with more memory", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

@@ -32,6 +32,9 @@ def demo_cmd(out: Path, size: str, seed: int, repeats: int, as_json: bool) -> No
         raise InputError(f"--size must look like 640x480, got {size!r}") from None
     if min(width, height) < 64:
         raise InputError("--size must be at least 64x64")
+    from lutfuse_deploy.io.files import check_outputs
+
+    check_outputs(folders=[out])
     res = run_demo(out, height=height, width=width, seed=seed, repeats=repeats)
     if as_json:
         click.echo(json.dumps({"model": res.model, "size": [width, height], "latency": res.latency_ms,
@@ -46,7 +49,7 @@ def demo_cmd(out: Path, size: str, seed: int, repeats: int, as_json: bool) -> No
     console.print(f"PyTorch eager, CPU, {int(res.latency_ms['threads'])} threads: median "
                   f"{res.latency_ms['median_ms']:.1f} ms, min {res.latency_ms['min_ms']:.1f} ms over {repeats} runs")
     methods = list(res.metrics)
-    table = Table(title="Fusion metrics (design.md §4 conventions; SSIM summed, data_range 2)")
+    table = Table(title="Fusion metrics (docs/semantics.md §5 conventions; SSIM summed, data_range 2)")
     table.add_column("metric")
     for m in methods:
         table.add_column(m, justify="right")

@@ -69,8 +69,13 @@ def evaluate(
 ) -> None:
     """Compute fusion metrics per image and their mean; print a table, optionally write JSON/CSV."""
     from lutfuse_deploy.errors import InputError
+    from lutfuse_deploy.io.files import check_outputs
+    from lutfuse_deploy.io.images import IMAGE_EXTS
     from lutfuse_deploy.metrics.evaluate import evaluate_folders, write_csv, write_json
 
+    folders = [d for d in (ir_dir, vi_dir, fused_dir) if d.is_dir()]
+    images = [p for d in folders for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTS]
+    check_outputs(files=[p for p in (json_path, csv_path) if p], inputs=[ir_dir, vi_dir, fused_dir, *images])
     report, problems = evaluate_folders(ir_dir, vi_dir, fused_dir, ssim_data_range=float(ssim_range))
     for line in problems:
         click.echo(f"skipped: {line}", err=True)

@@ -44,7 +44,9 @@ def export_cmd(model: Path, out: Path, opset: int, lowering: str, io: str, heigh
     if anything fails, nothing is written.
     """
     from lutfuse_deploy.export.onnx import torch_to_onnx
+    from lutfuse_deploy.io.files import check_outputs
 
+    check_outputs(files=[out, out.with_suffix(".json")], inputs=[model])
     path = torch_to_onnx(model, out, opset=opset, lowering=lowering, io=io, height=height, width=width,
                          dynamic=dynamic, simplify=not no_simplify, allow_opset_override=allow_opset,
                          threads=threads, numerics=numerics)

@@ -16,7 +16,8 @@ from lutfuse_deploy.cli import cli
               help="Checkpoint (.safetensors or folder) for torch, .onnx for onnxruntime, .engine for tensorrt.")
 @click.option("--ir", type=click.Path(path_type=Path), required=True, help="IR image or folder.")
 @click.option("--vi", type=click.Path(path_type=Path), required=True, help="Visible image or folder (same names).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder for NAME.png.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output folder for NAME.png, or a file NAME.png when --ir and --vi are one pair.")
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime", "tensorrt"]), default="torch", show_default=True)
 @click.option("--save-float", is_flag=True, help="Also write the raw output as NAME.npy (unclamped).")
 @click.option("--device", default="cpu", show_default=True, help="torch device: cpu or cuda[:N].")
@@ -28,19 +29,27 @@ from lutfuse_deploy.cli import cli
               show_default=True, help="MMDRFuse PNGs: per-image min-max stretch of tanh (official test "
               "script) or clip tanh to [0,1].")
 @click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON on stdout.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress bar (none is drawn when stderr is not a terminal).")
 def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, save_float: bool, device: str,
              threads: int | None, ir16: str, tanh_map: str, json_out: bool, quiet: bool) -> None:
-    """Fuse IR/visible pairs: PATH is one image or a folder of same-named pairs (00001.png <-> 00001.jpg).
+    """Fuse IR/visible pairs: --ir and --vi are two images, or two folders of same-named pairs
+    (ir/00001.png <-> vi/00001.jpg).
 
-    Writes OUT/NAME.png: RGB for lutfuse, gray for MMDRFuse. A bad pair is reported on one line and
-    skipped; the exit status is 1 if anything failed.
+    Writes OUT/NAME.png (or the file OUT.png for one pair): RGB for lutfuse, gray for MMDRFuse.
+    Images are read upright (EXIF orientation applied). A bad pair is reported on one line and
+    skipped; the exit status is 1 if anything failed. An output that is one of the inputs, or
+    cannot be written, is refused before any work.
     """
+    from lutfuse_deploy.io.files import check_outputs
     from lutfuse_deploy.io.images import find_pairs
-    from lutfuse_deploy.pipeline import fuse_pairs
+    from lutfuse_deploy.pipeline import fuse_pairs, plan_outputs
     from lutfuse_deploy.runtime import create_runner
 
     pairs, problems = find_pairs(ir, vi)
+    targets = plan_outputs(pairs, out, save_float)
+    inputs = [ir, vi, model, *(f for p in pairs for f in (p.ir, p.vi))]
+    check_outputs(files=[f for t in targets for f in t if f is not None],
+                  folders=[out] if ir.is_dir() else [], inputs=inputs)
     for p in problems:
         click.echo(f"error: {p}", err=True)
     options: dict[str, object] = {"threads": threads}
@@ -48,7 +57,7 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, save_floa
         options["device"] = device
     runner = create_runner(model, backend, **options)
     summary = fuse_pairs(runner, pairs, out, save_float=save_float, tanh_map=tanh_map, ir16=ir16,
-                         progress=not quiet)
+                         progress=not quiet and sys.stderr.isatty())
     summary.failed[:0] = problems
     if json_out:
         click.echo(json.dumps(summary.to_dict(), indent=2))

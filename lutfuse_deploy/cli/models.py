@@ -47,16 +47,27 @@ def import_mmdrfuse_cmd(student: Path, teacher: Path | None, out: Path) -> None:
 
 @cli.command("info")
 @click.argument("checkpoint", type=PathArg)
-@click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the metadata as JSON (a folder: a list, each entry with its path).")
 def info_cmd(checkpoint: Path, as_json: bool) -> None:
-    """Show what a checkpoint holds: kind, configuration, provenance, parameter count."""
-    from lutfuse_deploy.io.checkpoints import read_metadata, resolve_checkpoint
+    """Show what a checkpoint holds: kind, configuration, provenance, parameter count.
 
-    path = resolve_checkpoint(checkpoint)
-    meta = read_metadata(path)
+    CHECKPOINT is a .safetensors file or a folder: every checkpoint in it is shown (--model FOLDER
+    elsewhere uses the deployable one, listed first).
+    """
+    from lutfuse_deploy.io.checkpoints import folder_checkpoints, read_metadata
+
+    paths = folder_checkpoints(checkpoint) if checkpoint.is_dir() else [checkpoint]
+    metas = [(p, read_metadata(p)) for p in paths]
     if as_json:
-        click.echo(json.dumps(meta, indent=2))
+        doc = metas[0][1] if not checkpoint.is_dir() else [{"path": str(p), **m} for p, m in metas]
+        click.echo(json.dumps(doc, indent=2))
         return
-    click.echo(f"{path}\n  kind        {meta['kind']}\n  parameters  {meta.get('parameters')}")
-    click.echo(f"  config      {json.dumps(meta.get('config'))}\n  sha256      {meta['weights_sha256']}")
-    click.echo(f"  provenance  {json.dumps(meta.get('provenance'))}")
+    import yaml
+
+    for i, (path, meta) in enumerate(metas):
+        click.echo(("\n" if i else "") + f"{path}\n  kind        {meta['kind']}\n  parameters  {meta.get('parameters')}")
+        click.echo(f"  config      {json.dumps(meta.get('config'))}\n  sha256      {meta['weights_sha256']}")
+        click.echo("  provenance")
+        text = yaml.safe_dump(meta.get("provenance") or {}, sort_keys=False, default_flow_style=False, width=100)
+        click.echo("\n".join(f"    {line}" for line in text.rstrip().splitlines()))

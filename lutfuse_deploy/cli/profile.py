@@ -44,8 +44,8 @@ Examples:
     "models",
     multiple=True,
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Checkpoint (.safetensors), .onnx or TensorRT engine; repeatable.",
+    type=click.Path(),
+    help="Checkpoint (.safetensors or a folder holding one), .onnx or TensorRT engine; repeatable.",
 )
 @click.option(
     "--backend",
@@ -127,6 +127,10 @@ def profile_command(
     from lutfuse_deploy.profile.session import pair_models, run_profile, split_backends
     from lutfuse_deploy.profile.timing import Settings, parse_resolutions
 
+    from lutfuse_deploy.io.files import check_outputs
+
+    check_outputs(files=[p for p in (json_path, plot_path) if p],
+                  inputs=[*models, *([budget_path] if budget_path else [])])
     settings = Settings(warmup=warmup, iters=iters, duration=duration)
     sizes = parse_resolutions(resolutions)
     pairs = pair_models(list(models), split_backends(backends))

@@ -19,6 +19,7 @@ from torch import nn
 from lutfuse_deploy import MODEL_KINDS, __version__
 from lutfuse_deploy.errors import CheckpointError
 from lutfuse_deploy.io.files import atomic_path
+from lutfuse_deploy.paths import portable
 
 FORMAT = "lutfuse-deploy/checkpoint-v1"
 META_KEY = "lutfuse_deploy"
@@ -57,8 +58,8 @@ def save_checkpoint(
         "format": FORMAT,
         "kind": kind,
         "config": model_config(model),
-        "provenance": {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                       "tool_version": __version__, **(provenance or {})},
+        "provenance": portable({"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                                "tool_version": __version__, **(provenance or {})}),
         "weights_sha256": weights_sha256(state),
         "parameters": int(sum(p.numel() for p in model.parameters())),
         **(extra or {}),
@@ -69,6 +70,21 @@ def save_checkpoint(
     return path
 
 
+def folder_checkpoints(folder: str | Path) -> list[Path]:
+    """The checkpoints in a folder, the deployable one first (``FOLDER_PREFERENCE``), then by name."""
+    p = Path(folder)
+    if not p.is_dir():
+        raise CheckpointError(f"{p}: checkpoint folder not found")
+    cands = sorted(p.glob(f"*{SUFFIX}"))
+    if not cands:
+        raise CheckpointError(f"{p}: folder holds no {SUFFIX} checkpoint")
+    if len(cands) == 1:
+        return cands
+    kinds = {c: read_metadata(c).get("kind") for c in cands}
+    rank = {kind: i for i, kind in enumerate(FOLDER_PREFERENCE)}
+    return sorted(cands, key=lambda c: (rank.get(str(kinds[c]), len(rank)), c.name))
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A file, or a folder written by ``-o FOLDER`` (the deployable checkpoint in it)."""
     p = Path(path)
@@ -76,17 +92,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise CheckpointError(f"{p}: checkpoint not found")
     if p.is_file():
         return p
-    cands = sorted(p.glob(f"*{SUFFIX}"))
-    if not cands:
-        raise CheckpointError(f"{p}: folder holds no {SUFFIX} checkpoint")
-    if len(cands) == 1:
-        return cands[0]
-    kinds = {c: read_metadata(c).get("kind") for c in cands}
-    for kind in FOLDER_PREFERENCE:
-        for c, k in kinds.items():
-            if k == kind:
-                return c
-    raise CheckpointError(f"{p}: several checkpoints and none is a known kind; name the file")
+    return folder_checkpoints(p)[0]
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -3,13 +3,83 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+
+def os_reason(exc: OSError) -> str:
+    """The OS's words for an error ("No space left on device"), without Python's decorations."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def disk_full(exc: BaseException) -> bool:
+    """ENOSPC, also when a library (safetensors, torch.save) re-raised it as its own error type."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "os error 28" in text
+
+
+def _blocking_file(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is a file (so nothing can be created below it)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def ensure_dir(path: str | os.PathLike[str]) -> Path:
+    """Create an output folder (and its parents); one ``OutputError`` naming it otherwise."""
+    from lutfuse_deploy.errors import OutputError
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: exists and is not a folder (cannot write outputs into it)")
+    blocker = _blocking_file(folder)
+    if blocker is not None:
+        raise OutputError(f"{folder}: cannot create the folder, {blocker} is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the folder ({os_reason(exc)})") from None
+    return folder
+
+
+def check_outputs(
+    files: Iterable[str | os.PathLike[str]] = (),
+    folders: Iterable[str | os.PathLike[str]] = (),
+    inputs: Iterable[str | os.PathLike[str]] = (),
+) -> None:
+    """Refuse before any work: an output that is an input, or one that cannot be written.
+
+    An output is the same as an input when both exist and are one file or folder through any path,
+    symlink or hard link (``os.path.samefile``). Folders that do not exist yet are checked for a
+    file in the way and for write permission where they would be created.
+    """
+    from lutfuse_deploy.errors import OutputError
+
+    ins = [Path(p) for p in inputs if Path(p).exists()]
+    for out, is_dir in [(Path(d), True) for d in folders] + [(Path(f), False) for f in files]:
+        if out.exists():
+            for inp in ins:
+                if os.path.samefile(out, inp):
+                    raise OutputError(f"output {out} is the input {inp}: refusing to write over an input")
+            if is_dir and not out.is_dir():
+                raise OutputError(f"{out}: exists and is not a folder (cannot write outputs into it)")
+            if not is_dir and out.is_dir():
+                raise OutputError(f"{out}: is a folder, expected an output file name")
+        blocker = _blocking_file(out)
+        if blocker is not None:
+            raise OutputError(f"{out}: cannot be written, {blocker} is a file, not a folder")
+        home = next((p for p in ([out] if is_dir else []) + list(out.parents) if p.exists()), None)
+        if home is not None and not os.access(home, os.W_OK | os.X_OK):
+            raise OutputError(f"{out}: cannot be written, no write permission in {home}")
 
 
 @contextlib.contextmanager
@@ -17,18 +87,34 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     The temporary keeps the final suffix so libraries that dispatch on it (PIL, onnx) still work.
+    An OS error (no permission, disk full, a folder in the way) becomes one ``OutputError`` naming
+    ``path``, not the temporary, and nothing is left behind.
     """
+    from lutfuse_deploy.errors import OutputError
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    if target.is_dir():
+        raise OutputError(f"{target}: is a folder, expected an output file name")
+    ensure_dir(target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write ({os_reason(exc)})") from None
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp_path
+        # After the block: some writers (safetensors) recreate the file with mode 0600.
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp_path, target)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write ({os_reason(exc)})") from None
+    except Exception as exc:
+        if disk_full(exc):  # safetensors and torch.save wrap ENOSPC in their own error types
+            raise OutputError(f"{target}: cannot write (No space left on device)") from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -1,7 +1,7 @@
 """Image pairs: finding them, reading them the way the official code does, writing outputs atomically.
 
 IR is converted to one channel and visible gray is replicated or computed with PIL's ITU-R 601-2
-luma, exactly as the reference outputs were made (design.md §1-2). Every failure names the file.
+luma, exactly as the reference outputs were made (docs/semantics.md §1). Every failure names the file.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lutfuse_deploy.errors import InputError
 from lutfuse_deploy.io.files import atomic_path
@@ -30,7 +30,11 @@ class ImagePair:
 
 
 def _open(path: Path) -> Image.Image:
-    """Open and fully decode, so truncated files fail here with the file named."""
+    """Open and fully decode, so truncated files fail here with the file named.
+
+    A camera's EXIF Orientation tag is applied (``ImageOps.exif_transpose``), so a portrait JPEG
+    is read upright, as image viewers show it, and matches its IR partner's size.
+    """
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
@@ -40,6 +44,7 @@ def _open(path: Path) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path)
             img.load()
+            ImageOps.exif_transpose(img, in_place=True)
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image file (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

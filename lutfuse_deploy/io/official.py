@@ -14,15 +14,31 @@ import torch
 
 from lutfuse_deploy.errors import CheckpointError
 from lutfuse_deploy.io.checkpoints import SUFFIX, save_checkpoint
-from lutfuse_deploy.io.files import sha256_file
+from lutfuse_deploy.io.files import check_outputs, sha256_file
 
 LUTFUSE_SOURCE = "github.com/zyb5/LUT-Fuse (ICCV 2025), MIT licence"
 MMDRFUSE_SOURCE = "github.com/yanglinDeng/MMDRFuse (ACM MM 2024)"
 
 
-def _torch_state(path: Path) -> dict[str, torch.Tensor]:
+def _holds(path: Path) -> str:
+    """What a file holds, from its first bytes, so swapped arguments are named as such."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy .npy array"
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive (a PyTorch .pth/.model checkpoint or a .npz)"
+    if head[:1] == b"\x80":
+        return "a Python pickle (an older PyTorch checkpoint)"
+    return "neither a .npy array nor a PyTorch checkpoint"
+
+
+def _torch_state(path: Path, option: str) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    if _holds(path) == "a NumPy .npy array":
+        raise CheckpointError(f"{path}: holds a NumPy .npy array, but {option} takes a PyTorch checkpoint "
+                              "(swapped arguments?)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -54,6 +70,9 @@ def import_lutfuse(lut_path: str | Path, context_path: str | Path, out: str | Pa
     lut_path, context_path = Path(lut_path), Path(context_path)
     if not lut_path.is_file():
         raise CheckpointError(f"{lut_path}: no such file")
+    holds = _holds(lut_path)
+    if holds != "a NumPy .npy array":
+        raise CheckpointError(f"{lut_path}: holds {holds}, but --lut takes the .npy table (swapped arguments?)")
     try:
         lut = np.load(lut_path, allow_pickle=False)
     except Exception as exc:
@@ -62,13 +81,14 @@ def import_lutfuse(lut_path: str | Path, context_path: str | Path, out: str | Pa
         raise CheckpointError(f"{lut_path}: expected a float 16x16x16x16x1 table, got {lut.dtype} {lut.shape}")
     if not np.isfinite(lut).all():
         raise CheckpointError(f"{lut_path}: table holds NaN or infinite values")
-    state = _torch_state(context_path)
+    (path,) = _output_paths(Path(out), ["lutfuse"])
+    check_outputs(files=[path], inputs=[lut_path, context_path])
+    state = _torch_state(context_path, "--context")
     try:
         model = lutfuse_from_official(torch.from_numpy(lut.astype(np.float32)), state)
     except RuntimeError as exc:
         raise CheckpointError(f"{context_path}: not the official context network ({str(exc).splitlines()[0][:200]})") from None
     prov = _provenance(LUTFUSE_SOURCE, {"lut": lut_path, "context": context_path})
-    (path,) = _output_paths(Path(out), ["lutfuse"])
     return [save_checkpoint(model, path, provenance=prov)]
 
 
@@ -78,9 +98,10 @@ def import_mmdrfuse(student: str | Path, teacher: str | Path | None, out: str | 
     jobs: list[tuple[str, Path, torch.nn.Module]] = [("mmdrfuse-student", Path(student), MMDRStudent())]
     if teacher is not None:
         jobs.append(("mmdrfuse-teacher", Path(teacher), MMDRTeacher()))
-    for kind, path, model in jobs:
-        _load_strict(model, _torch_state(path), path, kind)
     paths = _output_paths(Path(out), [kind for kind, _, _ in jobs])
+    check_outputs(files=paths, inputs=[path for _, path, _ in jobs])
+    for (kind, path, model), option in zip(jobs, ("--student", "--teacher")):
+        _load_strict(model, _torch_state(path, option), path, kind)
     return [
         save_checkpoint(model, dest, provenance=_provenance(MMDRFUSE_SOURCE, {kind: path}))
         for (kind, path, model), dest in zip(jobs, paths)

@@ -2,10 +2,10 @@
 
 Papers on infrared-visible fusion report EN/SD/SF/MI/SCD/VIF/Qabf/SSIM computed by
 ``Zhaozixiang1228/MMIF-CDDFuse:utils/Evaluator.py``; these functions re-implement those formulas,
-vectorised, so our numbers compare with published ones (design.md §4). Notation: ``a`` = IR,
+vectorised, so our numbers compare with published ones (docs/semantics.md §5). Notation: ``a`` = IR,
 ``b`` = visible gray, ``f`` = fused gray, 2-D arrays on 0..255 (any real dtype; computed in float64).
 
-Deliberate differences from the evaluator, and one design.md ambiguity resolved its way:
+Deliberate differences from the evaluator, and one ambiguity of the conventions resolved its way:
 
 - Arithmetic is float64. The evaluator gets float32 arrays from ``cv2``; its VIF is float64 anyway
   (``convolve2d`` upcasts to the float64 window) but its SSIM (skimage keeps float32), Qabf (float32
@@ -14,7 +14,7 @@ Deliberate differences from the evaluator, and one design.md ambiguity resolved 
 - MI bins integer values (inputs are rounded); the evaluator's ``sklearn`` call bins every distinct
   value. Identical for 8-bit images, which is all the evaluator ever sees.
 - EN clips to 0..255 before binning; the evaluator's ``uint8`` cast would wrap out-of-range values.
-- Qabf uses the Sobel of design.md §1 for the magnitude but keeps the evaluator's sign of gy for the
+- Qabf uses the Sobel of docs/semantics.md §2 for the magnitude but keeps the evaluator's sign of gy for the
   edge angle: it convolves with ``[[1,2,1],[0,0,0],[-1,-2,-1]]``, i.e. correlates with ``-Ky``.
   The sign matters where gx == 0 (angle forced to pi/2); flipping it moved Qabf by 6e-4 relative on
   MSRS 00004N, so we follow the evaluator to stay comparable with papers.
@@ -39,7 +39,7 @@ _VIF_SIGMA_N_SQ = 2.0
 _VIF_EPS = 1e-10
 _VIF_WINDOWS = (17, 9, 5, 3)  # N = 2**(5 - scale) + 1 for scales 1..4, sigma = N / 5
 
-# Sobel as in design.md §1 (cross-correlation, zero padding 'same'). The evaluator applies
+# Sobel as in docs/semantics.md §2 (cross-correlation, zero padding 'same'). The evaluator applies
 # [[1,2,1],[0,0,0],[-1,-2,-1]] as a *true* convolution, i.e. it correlates with -Ky; the sign only
 # matters for the edge angle where gx == 0 (it forces pi/2 whatever the sign of gy), so we keep
 # the evaluator's sign to reproduce its numbers.
@@ -149,7 +149,7 @@ def _mi_pair(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def mutual_information(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    """MI: MI(F, A) + MI(F, B) in nats (natural log, as sklearn and design.md §4)."""
+    """MI: MI(F, A) + MI(F, B) in nats (natural log, as sklearn and docs/semantics.md §5)."""
     f, a, b = _as_triplet(f, a, b)
     return _mi_pair(f, a) + _mi_pair(f, b)
 
@@ -198,13 +198,24 @@ def _filter_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
     return ndimage.correlate1d(y, g, axis=1, mode="constant")[:, r : x.shape[1] - r]
 
 
-def _vif_check_size(shape: tuple[int, ...]) -> None:
-    h, w = shape
+def _vif_fits(h: int, w: int) -> bool:
     for scale, n in enumerate(_VIF_WINDOWS):
         if scale > 0:
             h, w = (h - n + 2) // 2, (w - n + 2) // 2  # 'valid' filter, then keep every 2nd sample
         if min(h, w) < n:
-            raise ValueError(f"image {shape[1]}x{shape[0]} is too small for 4-scale VIF (needs >= 41x41)")
+            return False
+    return True
+
+
+#: The smallest side 4-scale VIF can score (41 for windows 17/9/5/3); training validation needs it.
+VIF_MIN_SIDE = next(s for s in range(max(_VIF_WINDOWS), 1024) if _vif_fits(s, s))
+
+
+def _vif_check_size(shape: tuple[int, ...]) -> None:
+    if not _vif_fits(shape[0], shape[1]):
+        raise ValueError(
+            f"image {shape[1]}x{shape[0]} is too small for 4-scale VIF (needs >= {VIF_MIN_SIDE}x{VIF_MIN_SIDE})"
+        )
 
 
 def _vifp(ref: np.ndarray, dist: np.ndarray) -> float:
@@ -279,7 +290,7 @@ def _edge_preservation(g_src: np.ndarray, a_src: np.ndarray, g_f: np.ndarray, a_
 def qabf(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """Qabf: edge-preservation of A and B in F, weighted by the source edge strength (L = 1).
 
-    Sobel magnitude as design.md §1 (zero-padded 'same'); the angle keeps the evaluator's sign of
+    Sobel magnitude as docs/semantics.md §2 (zero-padded 'same'); the angle keeps the evaluator's sign of
     gy (see ``_SOBEL_Y``). ``nan`` when neither source has an edge; note that zero padding gives
     a constant non-zero image edges along its border, as in the evaluator.
     """

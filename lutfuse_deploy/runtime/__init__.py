@@ -10,8 +10,27 @@ from lutfuse_deploy.runtime.base import Runner
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
+#: What each backend loads, so a file given to the wrong one is named instead of failing deep inside.
+ARTIFACTS = {
+    "torch": ((".safetensors",), "a checkpoint (.safetensors or a folder holding one)"),
+    "onnxruntime": ((".onnx",), "an ONNX graph (.onnx, from export)"),
+    "tensorrt": ((".engine", ".plan", ".trt"), "a TensorRT engine (.engine/.plan/.trt, from build-engine)"),
+}
+
+
+def check_artifact(model: str | Path, backend: str) -> None:
+    """Refuse a file the backend cannot load, naming the file type it needs."""
+    path = Path(model)
+    if backend not in ARTIFACTS or path.is_dir() and backend == "torch":
+        return
+    suffixes, needs = ARTIFACTS[backend]
+    if path.suffix.lower() not in suffixes:
+        raise InputError(f"{path}: the {backend} backend runs {needs}, not a {path.suffix or 'suffix-less'} file")
+
+
 def create_runner(model: str | Path, backend: str = "torch", **options: object) -> Runner:
     """The runner for ``backend`` over the artifact at ``model`` (imports the backend lazily)."""
+    check_artifact(model, backend)
     if backend == "torch":
         from lutfuse_deploy.runtime.torch import TorchRunner
 

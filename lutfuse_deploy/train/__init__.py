@@ -35,8 +35,8 @@ def _teacher(path: str | Path | None, kind: str) -> tuple[torch.nn.Module, dict]
             f"{kind} training distils a teacher: give --teacher CKPT or 'teacher:' in the recipe"
         )
     p = resolve_checkpoint(path)
-    model, _meta = load_model(p, kind="mmdrfuse-teacher")
-    return model, {"teacher": {"file": p.name, "sha256": sha256_file(p)}}
+    model, meta = load_model(p, kind="mmdrfuse-teacher")
+    return model, {"teacher": {"file": p.name, "sha256": sha256_file(p), "weights_sha256": meta["weights_sha256"]}}
 
 
 def train(
@@ -53,6 +53,7 @@ def train(
     val: str | Path | None = None,
 ) -> RunResult:
     """Train ``kind`` with ``recipe``; returns the written checkpoints and the final validation."""
+    from lutfuse_deploy.io.files import check_outputs
     from lutfuse_deploy.paths import data_root
     from lutfuse_deploy.train import distributed
     from lutfuse_deploy.train.data import (
@@ -88,10 +89,13 @@ def train(
         if ctx.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
         root = Path(data) if data is not None else Path(r.data.root) if r.data.root else data_root() / "train"
+        out_dir = Path(out) if out is not None else Path("runs") / kind
+        # Everything that can be refused without the data is, before the data is decoded.
+        check_out_dir(out_dir, resume)
+        check_outputs(folders=[out_dir], inputs=[p for p in (recipe, teacher or r.teacher, root, val)
+                                                 if isinstance(p, (str, Path))])
+        t_model, t_prov = _teacher(teacher or r.teacher, r.kind) if r.kind != "teacher" else (None, {})
         pairs, held = split_holdout(collect_pairs(set_folders(root, r.data.sets)), r.data.holdout)
-        pool = r.data.patches if r.kind == "mini" and r.loss.refresh else 0
-        spec = StreamSpec(r.data.crop, r.data.flip, r.seed, ctx.rank, ctx.world, pool)
-        stream = CropStream(PairStore(pairs, r.data.cache), spec)
         if val is not None:
             r.val.root = str(val)
         if held:
@@ -101,15 +105,16 @@ def train(
             val_root = Path(r.val.root) if r.val.root else data_root() / "ivif" / "llvip_test"
             val_from = str(val_root)
             val_pairs = validation_pairs(val_root, r.val.pairs, r.val.crop) if ctx.is_main else []
-        out_dir = Path(out) if out is not None else Path("runs") / kind
-        check_out_dir(out_dir, resume)
+        pool = r.data.patches if r.kind == "mini" and r.loss.refresh else 0
+        spec = StreamSpec(r.data.crop, r.data.flip, r.seed, ctx.rank, ctx.world, pool)
+        stream = CropStream(PairStore(pairs, r.data.cache), spec)
         provenance = {
             "data": {"root": str(root), "sets": r.data.sets, "pairs": len(pairs)},
             "validation": val_from,
             **({"holdout": [p.name for p in held]} if held else {}),
         }
-        task = _make_task(r, stream, ctx, out_dir, resume, teacher)
-        task.provenance = {**provenance, **task.provenance}
+        task = _make_task(r, stream, ctx, out_dir, resume, t_model)
+        task.provenance = {**provenance, **t_prov, **task.provenance}
         return Trainer(task, r, out_dir, ctx, progress).run(resume, val_pairs)
     finally:
         torch.set_num_threads(threads_before)  # a library call must not leave the process changed
@@ -117,20 +122,17 @@ def train(
 
 
 def _make_task(
-    r: Recipe, stream: CropStream, ctx: RunContext, out_dir: Path, resume: bool, teacher: str | Path | None
+    r: Recipe, stream: CropStream, ctx: RunContext, out_dir: Path, resume: bool, t_model: torch.nn.Module | None
 ) -> Task:
     if r.kind == "teacher":
         from lutfuse_deploy.train.teacher import TeacherTask
 
         return TeacherTask(r, stream, ctx.device)
-    t_model, t_prov = _teacher(teacher or r.teacher, r.kind)
+    assert t_model is not None
     if r.kind == "lut":
         from lutfuse_deploy.train.lut import LutTask
 
-        task: Task = LutTask(r, stream, ctx.device, t_model)
-    else:
-        from lutfuse_deploy.train.mini import MiniTask
+        return LutTask(r, stream, ctx.device, t_model)
+    from lutfuse_deploy.train.mini import MiniTask
 
-        task = MiniTask(r, stream, ctx.device, t_model, out_dir, resume, ctx.is_main, ctx.barrier)
-    task.provenance = t_prov
-    return task
+    return MiniTask(r, stream, ctx.device, t_model, out_dir, resume, ctx.is_main, ctx.barrier)

@@ -263,6 +263,13 @@ def _cross_checks(r: Recipe, source: str) -> None:
         )
     if r.val.crop % 2:
         raise ConfigError(f"{source}: val.crop: must be even, got {r.val.crop}")
+    from lutfuse_deploy.metrics.fusion import VIF_MIN_SIDE
+
+    if 0 < r.val.crop < VIF_MIN_SIDE:
+        raise ConfigError(
+            f"{source}: val.crop: {r.val.crop} px is below the {VIF_MIN_SIDE} px the validation metrics need "
+            f"(4-scale VIF); use 0 (whole image) or an even size >= {VIF_MIN_SIDE + VIF_MIN_SIDE % 2}"
+        )
     if r.data.holdout and r.val.root:
         raise ConfigError(
             f"{source}: val.root: the recipe validates on its held-out pairs (data.holdout); set one of the two"

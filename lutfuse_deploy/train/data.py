@@ -3,7 +3,7 @@
 Sample number ``i`` maps to one crop by a pure function of ``(seed, i, rank)``: any DataLoader
 worker, any DDP rank and a resumed run all see exactly the same crops, with no sampler state to
 save. IR is read as one channel, the visible as RGB; its gray is PIL's ``convert('L')`` of the same
-RGB crop, as the MMDRFuse models and the metrics expect (design.md §2).
+RGB crop, as the MMDRFuse models and the metrics expect (docs/semantics.md §1).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from lutfuse_deploy.errors import InputError
 from lutfuse_deploy.io.images import ImagePair, find_pairs, load_pair
-from lutfuse_deploy.metrics.fusion import to_gray
+from lutfuse_deploy.metrics.fusion import VIF_MIN_SIDE, to_gray
 
 # Stream ids keep the random sequences of different uses independent.
 _EPOCH, _CROP, _PATCH, _FLIP = 1, 2, 3, 4
@@ -205,6 +205,11 @@ def _centre_crop(p: ImagePair, crop: int, name: str) -> tuple[str, np.ndarray, n
     h, w = ir.shape
     ch, cw = (min(crop, h), min(crop, w)) if crop else (h, w)
     ch, cw = ch - ch % 2, cw - cw % 2
+    if min(ch, cw) < VIF_MIN_SIDE:
+        raise InputError(
+            f"{p.ir}: validation pair {name} is {cw}x{ch} after even cropping, smaller than the "
+            f"{VIF_MIN_SIDE}x{VIF_MIN_SIDE} the validation metrics need (4-scale VIF)"
+        )
     y, x = (h - ch) // 2, (w - cw) // 2
     return name, ir[y : y + ch, x : x + cw], rgb[y : y + ch, x : x + cw]
 
