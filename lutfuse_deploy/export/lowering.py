@@ -1,4 +1,4 @@
-"""The 4-D LUT lookup lowered to ops that TensorRT and ONNX Runtime both run (design.md §3).
+"""The 4-D LUT lookup lowered to ops that TensorRT and ONNX Runtime both run (docs/semantics.md §4).
 
 This is the only module that knows the atlas layout, its padding to 2^k + 1, the GridSample mode
 strings and the opsets (16-19) whose spelling TensorRT's parser reads. Both lowerings reproduce

@@ -1,7 +1,7 @@
 """LUT-Fuse: a learnable 4-D look-up table indexed by (visible Y, Sobel gradient, context, IR).
 
 Reads top to bottom: context network, look-up coordinates, quadrilinear lookup, the model, the
-mapping of the official release's keys. Semantics follow ``shared/docs/design.md`` §1 exactly, so an
+mapping of the official release's keys. Semantics follow docs/semantics.md §2 exactly, so an
 imported official checkpoint reproduces the official outputs to 1e-4.
 """
 
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# ITU-R BT.601 luma and the YCbCr <-> RGB constants of the official release (design.md §1.4).
+# ITU-R BT.601 luma and the YCbCr <-> RGB constants of the official release (docs/semantics.md §2).
 LUMA = (0.299, 0.587, 0.114)
 SOBEL_X = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))
 SOBEL_Y = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))
@@ -148,7 +148,7 @@ class LutFuse(nn.Module):
     def context_map(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """Sigmoid context on [0, 1], at full resolution (upsampled if computed at a lower one)."""
         # NHWC convolutions reproduce the official outputs to 5e-7; NCHW ones differ by up to 6e-4 on
-        # TNO, because a near-constant InstanceNorm channel amplifies float32 rounding (design.md §1).
+        # TNO, because a near-constant InstanceNorm channel amplifies float32 rounding (docs/semantics.md §2).
         x = torch.cat([vi, ir], dim=1).contiguous(memory_format=torch.channels_last)
         s = self.config.context_scale
         if s >= 1.0:

@@ -1,4 +1,4 @@
-"""MMDRFuse: the 113-parameter student and its 556,489-parameter dense teacher (design.md §2).
+"""MMDRFuse: the 113-parameter student and its 556,489-parameter dense teacher (docs/semantics.md §3).
 
 Both take IR and visible *gray* (N x 1 x H x W, float on 0..255; the visible gray is PIL's ITU-R
 601-2 luma rounded to uint8, done by the image loader) and return the raw tanh output. Module

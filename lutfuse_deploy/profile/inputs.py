@@ -63,7 +63,7 @@ def to_batch(frame: Frame, kind: str, io: str) -> tuple[np.ndarray, np.ndarray]:
     if vi_channels(kind) == 1:
         from PIL import Image
 
-        vi = np.asarray(Image.fromarray(vi).convert("L"))  # ITU-R 601-2 luma, as design.md says
+        vi = np.asarray(Image.fromarray(vi).convert("L"))  # ITU-R 601-2 luma, as docs/semantics.md §1 says
         vi_b = vi[None, None]
     else:
         vi_b = np.ascontiguousarray(vi.transpose(2, 0, 1))[None]

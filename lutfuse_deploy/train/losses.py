@@ -15,7 +15,7 @@ from lutfuse_deploy.models.lut import SOBEL_X, SOBEL_Y
 
 
 def sobel(x: torch.Tensor) -> torch.Tensor:
-    """(gx, gy) with the Sobel kernels of design.md §1 (replicate padding: no false edge at the border)."""
+    """(gx, gy) with the Sobel kernels of docs/semantics.md §2 (replicate padding: no false edge at the border)."""
     k = torch.tensor([SOBEL_X, SOBEL_Y], dtype=x.dtype, device=x.device).unsqueeze(1)
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k)
 
