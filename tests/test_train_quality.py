@@ -12,10 +12,11 @@ from lutfuse_deploy.errors import InputError
 from lutfuse_deploy.io.checkpoints import save_checkpoint
 from lutfuse_deploy.models import MMDRStudent, MMDRTeacher
 from lutfuse_deploy.models.lut import analytic_lutfuse
-from lutfuse_deploy.quality import BASELINES, ROWS, SetResult, fidelity, shipped_checkpoints, target_wins
-from lutfuse_deploy.quality_report import render_markdown
+from lutfuse_deploy.quality.report import render_markdown
+from lutfuse_deploy.quality.results import BASELINES, ROWS, CropResult, SetResult, target_wins
+from lutfuse_deploy.quality.run import _parse_extras, fidelity, shipped_checkpoints
 
-METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR")
+METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR", "noise")
 
 
 def _result(name: str, ours: float, theirs: float) -> SetResult:
@@ -44,8 +45,12 @@ def test_targets_and_report() -> None:
         "figure": "quality.png",
         "validation": {"teacher": "<data>/ivif/v", "lut": "<data>/ivif/v", "mini": "3 pairs held out"},
     }
-    md = render_markdown([good, bad, _result("mri_pet", 1.0, 0.9)], info)
+    crop = CropResult("FLIR_00211 sky", noise={row: 2.0 for row in good.metrics} | {"IR": 3.0, "visible": 0.5})
+    md = render_markdown([good, bad, _result("mri_pet", 1.0, 0.9)], {**info, "crop": crop})
     assert "| msrs_test | 2 | 10/10 met" in md and "| tno | 2 | 1/10 **not met** (EN)" in md
+    assert "| method | msrs_test | tno | mri_pet | FLIR_00211 sky |" in md
+    assert "| LUT-Fuse (shipped) | 1.000 | 0.800 | 1.000 | 2.000 |" in md  # noise per set, then the crop's
+    assert "inputs: IR 3.00, visible 0.50" in md
     assert "validation during training: teacher, lut: `<data>/ivif/v`; mini: `3 pairs held out`)" in md
     assert "mri_pet" in md and "30.00 dB / 0.950" in md and "![first pair of each set](quality.png)" in md
 
@@ -92,7 +97,7 @@ def test_fidelity_compares_the_images_fuse_writes() -> None:
 
     from lutfuse_deploy.models import MMDRStudent
     from lutfuse_deploy.pipeline import to_8bit
-    from lutfuse_deploy.quality import _fuse
+    from lutfuse_deploy.quality.run import _fuse
     from lutfuse_deploy.train.mini import init_max_rule
 
     student = MMDRStudent().eval()
@@ -109,3 +114,37 @@ def test_fidelity_compares_the_images_fuse_writes() -> None:
     assert np.array_equal(compared, img) and compared.min() == 0 and compared.max() == 255
     assert np.array_equal(grays["clip"], to_8bit(raw.numpy(), student.kind, "clip"))
     assert (grays["clip"] == 0).mean() > 0.1  # the negative half a clip comparison would lose
+
+
+def test_an_extra_row_is_measured_against_the_official_model_of_its_kind() -> None:
+    res = _result("roadscene", 1.0, 0.9)
+    res.metrics["ceiling"] = [dict.fromkeys(METRICS, 0.5)]
+    info = {
+        "command": "python -m lutfuse_deploy.quality --extra ceiling=x.safetensors",
+        "date": "d",
+        "machine": "m",
+        "wall_s": 1.0,
+        "tanh_map": "minmax",
+        "checkpoints": {"lut": "lutfuse.safetensors", "extra:ceiling": "x.safetensors"},
+        "figure": None,
+        "targets": [("ceiling", "LUT-Fuse (official)")],
+    }
+    md = render_markdown([res], info)
+    assert "| set | pairs | ceiling vs LUT-Fuse (official) |" in md
+    assert "| roadscene | 2 | 0/10 **not met** (-) |" in md and "Extra row `ceiling`: `x.safetensors`." in md
+    assert "| ceiling | 0.500 |" in md
+
+
+def test_extra_rows_are_checked(tmp_path: Path) -> None:
+    ckpt = tmp_path / "a.safetensors"
+    save_checkpoint(analytic_lutfuse(), ckpt)
+    assert _parse_extras([f"ceiling={ckpt}"]) == {"ceiling": ckpt}
+    for bad, msg in (
+        ("ceiling", "expected NAME=CKPT"),
+        (f"LUT-Fuse (shipped)={ckpt}", "already used"),
+        (f"x={tmp_path / 'missing.safetensors'}", "checkpoint not found"),
+    ):
+        with pytest.raises(InputError, match=msg):
+            _parse_extras([bad])
+    with pytest.raises(InputError, match="already used"):
+        _parse_extras([f"a={ckpt}", f"a={ckpt}"])

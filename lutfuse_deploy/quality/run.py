@@ -1,10 +1,12 @@
-"""``make quality``: the shipped models against the official releases and simple baselines.
+"""``make quality``: fuse, score and write the report (``python -m lutfuse_deploy.quality``).
 
 ``python -m lutfuse_deploy.quality`` fuses the held-out sets (``<data>/ivif/{msrs_test,tno,roadscene}``
 and the medical pairs) with the shipped teacher, LUT-Fuse and mini checkpoints, the official
 LUT-Fuse and MMDRFuse checkpoints (imported on the fly from ``reference_root()`` into a temporary
 folder) and the max/mean baselines, scores every output with ``metrics.fusion.compute_all`` and
-writes ``docs/quality.md`` (tables, targets, student-teacher fidelity) and ``docs/quality.png``.
+writes ``docs/quality.md`` (tables, targets, student-teacher fidelity, noise in flat regions) and
+``docs/quality.png``. ``--extra NAME=CKPT`` adds any other checkpoint (a training run) as a row,
+measured against the official model of its kind.
 
 Conventions, the same for every row: each pair is cropped to even height and width (the MMDRFuse
 teacher needs it), outputs go through ``pipeline.to_8bit`` (LUT-Fuse: clamp; MMDRFuse tanh: the
@@ -19,8 +21,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,55 +29,22 @@ import click
 import numpy as np
 
 from lutfuse_deploy.errors import InputError, LutfuseError
-
-IVIF_SETS = ("msrs_test", "tno", "roadscene")
-MEDICAL_SETS = {"mri_pet": ("mri", "pet"), "mri_spect": ("mri", "spect")}
-TARGET_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC")
-TARGET_WINS = 6
-SHIPPED = {"teacher": "mmdrfuse-teacher", "lut": "lutfuse", "mini": "mmdrfuse-student"}
-# (row name, checkpoint key) in table order; baselines follow.
-ROWS = (
-    ("LUT-Fuse (shipped)", "lut"),
-    ("LUT-Fuse (official)", "official-lut"),
-    ("mini (shipped)", "mini"),
-    ("MMDRFuse student (official)", "official-student"),
-    ("teacher (shipped)", "teacher"),
-    ("MMDRFuse teacher (official)", "official-teacher"),
+from lutfuse_deploy.quality.results import (
+    BASELINES,
+    FIDELITY,
+    FIGURE_COLUMNS,
+    IVIF_SETS,
+    MEDICAL_SETS,
+    NOISE,
+    OFFICIAL_ROW,
+    ROWS,
+    SHIPPED,
+    SKY_CROP,
+    TARGETS,
+    CropResult,
+    SetResult,
+    target_wins,
 )
-BASELINES = ("max(ir, vi)", "mean(ir, vi)")
-TARGETS = (("LUT-Fuse (shipped)", "LUT-Fuse (official)"), ("mini (shipped)", "MMDRFuse student (official)"))
-# (student, teacher, 8-bit mapping both are compared in): the scale each distillation matches.
-# LUT-Fuse distils the teacher's output on the [0, 1] scale (L1), so both are clipped to [0, 1];
-# MMDRFuse digestible distillation is scale-free (normalised maps), so both are compared as `fuse`
-# writes them (tanh min-max): clipping would drop the negative half a student may use.
-FIDELITY = (
-    ("LUT-Fuse (shipped)", "teacher (shipped)", "clip"),
-    ("mini (shipped)", "teacher (shipped)", "written"),
-    ("MMDRFuse student (official)", "MMDRFuse teacher (official)", "written"),
-)
-FIGURE_COLUMNS = (
-    "IR",
-    "visible",
-    "max(ir, vi)",
-    "LUT-Fuse (official)",
-    "LUT-Fuse (shipped)",
-    "MMDRFuse student (official)",
-    "mini (shipped)",
-    "teacher (shipped)",
-)
-
-
-@dataclass
-class SetResult:
-    name: str
-    pairs: int = 0
-    metrics: dict[str, list[dict[str, float]]] = field(default_factory=dict)
-    fidelity: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    figure: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def mean(self, row: str) -> dict[str, float]:
-        rows = self.metrics[row]
-        return {m: float(np.nanmean([r[m] for r in rows])) for m in rows[0]}
 
 
 def shipped_checkpoints(folder: Path) -> dict[str, Path]:
@@ -146,31 +114,45 @@ def fidelity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return psnr, float(ssim(ta, tb, data_range=255.0))
 
 
+def _even(ir: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h, w = ir.shape[0] // 2 * 2, ir.shape[1] // 2 * 2
+    return ir[:h, :w], np.ascontiguousarray(rgb[:h, :w])
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    from lutfuse_deploy.metrics.fusion import to_gray
+
+    return to_gray(img) if img.ndim == 3 else img
+
+
 def evaluate_set(
-    name: str, pairs: list, models: Mapping[str, Any], tanh_map: str, progress: bool
+    name: str,
+    pairs: list,
+    models: Mapping[str, Any],
+    tanh_map: str,
+    progress: bool,
+    rows: Sequence[tuple[str, str]] = ROWS,
 ) -> SetResult:
+    """Every row and baseline on every pair: the ten metrics, PSNR and the flat-region noise."""
     from tqdm import tqdm
 
     from lutfuse_deploy.io.images import load_pair
     from lutfuse_deploy.metrics.fusion import compute_all, to_gray
+    from lutfuse_deploy.metrics.noise import flat_noise
 
     res = SetResult(name, len(pairs))
     for i, pair in enumerate(tqdm(pairs, desc=name, unit="pair", disable=not progress, leave=False)):
-        ir, rgb = load_pair(pair, vi_mode="RGB")
-        h, w = ir.shape[0] // 2 * 2, ir.shape[1] // 2 * 2
-        ir, rgb = ir[:h, :w], np.ascontiguousarray(rgb[:h, :w])
+        ir, rgb = _even(*load_pair(pair, vi_mode="RGB"))
         gray = to_gray(rgb)
         outputs: dict[str, np.ndarray] = {}
         grays: dict[str, dict[str, np.ndarray]] = {}
-        for row, key in ROWS:
+        for row, key in rows:
             img, grays[row] = _fuse(models[key], ir, rgb, tanh_map)
             outputs[row] = img
-        outputs["max(ir, vi)"] = np.maximum(ir, gray)
-        outputs["mean(ir, vi)"] = np.rint((ir.astype(np.float64) + gray) / 2).astype(np.uint8)
+        outputs.update(_baselines(ir, gray))
         for row, img in outputs.items():
-            res.metrics.setdefault(row, []).append(
-                compute_all(ir, gray, to_gray(img) if img.ndim == 3 else img)
-            )
+            f = _gray(img)
+            res.metrics.setdefault(row, []).append({**compute_all(ir, gray, f), NOISE: flat_noise(f, ir, gray)})
         for student, teacher, mapping in FIDELITY:
             res.fidelity.setdefault(f"{student} vs {teacher}", []).append(
                 fidelity(grays[student][mapping], grays[teacher][mapping])
@@ -180,39 +162,37 @@ def evaluate_set(
     return res
 
 
-def target_wins(res: SetResult, ours: str, theirs: str) -> list[str]:
-    """The target metrics on which ``ours`` matches or beats ``theirs`` (higher is better for all ten)."""
-    a, b = res.mean(ours), res.mean(theirs)
-    return [m for m in TARGET_METRICS if a[m] >= b[m]]
+def _baselines(ir: np.ndarray, gray: np.ndarray) -> dict[str, np.ndarray]:
+    return {
+        BASELINES[0]: np.maximum(ir, gray),
+        BASELINES[1]: np.rint((ir.astype(np.float64) + gray) / 2).astype(np.uint8),
+    }
 
 
-def write_figure(path: Path, results: list[SetResult]) -> None:
-    import matplotlib
+def evaluate_crop(
+    root: Path, models: Mapping[str, Any], tanh_map: str, rows: Sequence[tuple[str, str]] = ROWS
+) -> CropResult | None:
+    """``SKY_CROP`` of every row, baseline and input, with each output's noise sigma over the crop."""
+    from lutfuse_deploy.io.images import load_pair
+    from lutfuse_deploy.metrics.fusion import to_gray
+    from lutfuse_deploy.metrics.noise import noise_sigma
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from lutfuse_deploy.io.files import atomic_path
-
-    rows = [r for r in results if r.figure]
-    fig, axes = plt.subplots(
-        len(rows), len(FIGURE_COLUMNS), figsize=(2.2 * len(FIGURE_COLUMNS), 1.9 * len(rows)), squeeze=False
-    )
-    for r, res in enumerate(rows):
-        for c, col in enumerate(FIGURE_COLUMNS):
-            ax = axes[r][c]
-            img = res.figure[col]
-            ax.imshow(img, cmap=None if img.ndim == 3 else "gray", vmin=0, vmax=255)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(col, fontsize=8)
-            if c == 0:
-                ax.set_ylabel(res.name, fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    set_name, stem, (top, left, h, w) = SKY_CROP
+    pair = next((p for p in _pairs(root / set_name, "ir", "vi", None) if p.name == stem), None)
+    if pair is None:
+        return None
+    ir, rgb = _even(*load_pair(pair, vi_mode="RGB"))
+    outputs = {row: _fuse(models[key], ir, rgb, tanh_map)[0] for row, key in rows}
+    outputs.update(_baselines(ir, to_gray(rgb)))
+    window = (slice(top, top + h), slice(left, left + w))
+    res = CropResult(f"{stem} sky")
+    res.images = {"IR": ir[window], "visible": rgb[window]}
+    for row, img in outputs.items():
+        res.images[row] = img[window]
+        res.noise[row] = noise_sigma(_gray(img[window]))
+    res.noise["IR"] = noise_sigma(ir[window])
+    res.noise["visible"] = noise_sigma(to_gray(rgb)[window])
+    return res
 
 
 def run_quality(
@@ -224,29 +204,44 @@ def run_quality(
     medical: bool,
     threads: int,
     progress: bool = True,
-) -> list[SetResult]:
+    extras: Mapping[str, Path] | None = None,
+    only: Sequence[str] | None = None,
+) -> tuple[list[SetResult], list[tuple[str, str]]]:
+    """Score every model on the sets (``only``: a subset by name) and write the report (and figure)."""
     import torch
 
     from lutfuse_deploy.io.checkpoints import load_model
     from lutfuse_deploy.paths import data_root, reference_root
-    from lutfuse_deploy.quality_report import render_markdown
+    from lutfuse_deploy.quality.figure import write_figure
+    from lutfuse_deploy.quality.report import render_markdown
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     paths = shipped_checkpoints(pretrained)
+    extra_keys = {f"extra:{name}": Path(p) for name, p in (extras or {}).items()}
+    paths.update(extra_keys)
     with tempfile.TemporaryDirectory(prefix="lutfuse-quality-") as tmp:
         paths.update(official_checkpoints(reference_root(), Path(tmp)))
         loaded = {k: load_model(p) for k, p in paths.items()}
     models = {k: model for k, (model, _) in loaded.items()}
+    rows = list(ROWS) + [(key.removeprefix("extra:"), key) for key in extra_keys]
+    targets = list(TARGETS) + [(row, OFFICIAL_ROW[str(models[key].kind)]) for row, key in rows[len(ROWS) :]]
     sets: list[tuple[str, list]] = []
     for name in IVIF_SETS:
         sets.append((name, _pairs(data_root() / "ivif" / name, "ir", "vi", max_pairs)))
     if medical:
         for name, (a, b) in MEDICAL_SETS.items():
             sets.append((name, _pairs(data_root() / "medical" / name, a, b, max_pairs)))
-    results = [evaluate_set(name, pairs, models, tanh_map, progress) for name, pairs in sets if pairs]
+    if only:
+        unknown = sorted(set(only) - {name for name, _ in sets})
+        if unknown:
+            raise InputError(f"--sets: unknown set {', '.join(unknown)} (known: {', '.join(n for n, _ in sets)})")
+        sets = [(name, pairs) for name, pairs in sets if name in only]
+    results = [evaluate_set(name, pairs, models, tanh_map, progress, rows) for name, pairs in sets if pairs]
+    crop = evaluate_crop(data_root() / "ivif", models, tanh_map, rows)
     if figure is not None:
-        write_figure(figure, [r for r in results if r.name in IVIF_SETS])
+        columns = list(FIGURE_COLUMNS) + [row for row, _ in rows[len(ROWS) :]]
+        write_figure(figure, [r for r in results if r.name in IVIF_SETS], columns, crop)
     info = {
         "command": "python -m lutfuse_deploy.quality " + " ".join(sys.argv[1:]),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -257,11 +252,30 @@ def run_quality(
         "checkpoints": {k: p.name for k, p in paths.items() if not k.startswith("official")},
         "validation": validation_sources({k: meta for k, (_, meta) in loaded.items()}, data_root()),
         "figure": figure.name if figure is not None else None,
+        "targets": targets,
+        "crop": crop,
     }
     from lutfuse_deploy.io.files import write_text_atomic
 
     write_text_atomic(out_md, render_markdown(results, info))
-    return results
+    return results, targets
+
+
+def _parse_extras(extras: Sequence[str]) -> dict[str, Path]:
+    """``NAME=CKPT`` pairs; a name must not clash with a built-in row, a checkpoint must exist."""
+    out: dict[str, Path] = {}
+    taken = {row for row, _ in ROWS} | set(BASELINES)
+    for item in extras:
+        name, sep, path = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not path:
+            raise InputError(f"--extra: expected NAME=CKPT, got {item!r}")
+        if name in taken or name in out:
+            raise InputError(f"--extra: row name {name!r} is already used")
+        if not Path(path).is_file():
+            raise InputError(f"--extra {name}: checkpoint not found: {path}")
+        out[name] = Path(path)
+    return out
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -294,6 +308,19 @@ def run_quality(
 )
 @click.option("--no-medical", is_flag=True, help="Skip the medical pairs.")
 @click.option(
+    "--sets",
+    "only",
+    default=None,
+    help="Only these sets, comma-separated (e.g. roadscene,tno) [all].",
+)
+@click.option(
+    "--extra",
+    "extras",
+    multiple=True,
+    metavar="NAME=CKPT",
+    help="Also score this checkpoint as row NAME, against the official model of its kind (repeatable).",
+)
+@click.option(
     "--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch CPU threads."
 )
 @click.option("--quiet", is_flag=True)
@@ -305,6 +332,8 @@ def main(
     max_pairs: int | None,
     tanh_map: str,
     no_medical: bool,
+    only: str | None,
+    extras: tuple[str, ...],
     threads: int,
     quiet: bool,
 ) -> None:
@@ -314,7 +343,8 @@ def main(
     out_md = out_md or REPO_ROOT / "docs" / "quality.md"
     figure = None if no_figure else (figure or out_md.with_suffix(".png"))
     try:
-        results = run_quality(
+        named = _parse_extras(extras)
+        results, targets = run_quality(
             out_md,
             figure,
             pretrained or pretrained_dir(),
@@ -323,13 +353,15 @@ def main(
             not no_medical,
             threads,
             progress=not quiet,
+            extras=named,
+            only=[x.strip() for x in only.split(",") if x.strip()] if only else None,
         )
     except LutfuseError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     for res in results:
         if res.name in IVIF_SETS:
-            verdicts = [f"{ours}: {len(target_wins(res, ours, theirs))}/10" for ours, theirs in TARGETS]
+            verdicts = [f"{ours}: {len(target_wins(res, ours, theirs))}/10" for ours, theirs in targets]
             click.echo(f"{res.name}: " + ", ".join(verdicts))
     click.echo(f"wrote {out_md}" + (f" and {figure}" if figure else ""))
 
