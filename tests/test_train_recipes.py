@@ -26,7 +26,9 @@ from lutfuse_deploy.train.data import (
 from lutfuse_deploy.train.losses import (
     attention_map,
     digestible_loss,
+    flat_detail_loss,
     gradient_loss,
+    table_ir_curvature,
     table_monotonic,
     table_tv,
 )
@@ -68,6 +70,12 @@ def test_recipes_exist_for_every_kind() -> None:
         ({"kind": "gan"}, "kind: expected one of teacher, lut, mini"),
         ({"kind": "mini", "data": {"holdout": -1}}, "data.holdout: expected a number >= 0"),
         ({"kind": "mini", "data": {"holdout": 2}, "val": {"root": "v"}}, "val.root: the recipe validates on its"),
+        ({"kind": "lut", "loss": {"ir_curvature": -1}}, "loss.ir_curvature: expected a number >= 0"),
+        ({"kind": "lut", "loss": {"flat_detail": "lots"}}, "loss.flat_detail: expected a number"),
+        ({"kind": "lut", "loss": {"flat_edge": 2}}, "loss.flat_edge: expected a number <= 1.0"),
+        ({"kind": "lut", "loss": {"ir_smoothness": 1}}, "loss.ir_smoothness: unknown key"),
+        ({"kind": "teacher", "loss": {"flat_detail": 1}}, "loss.flat_detail: unknown key"),
+        ({"kind": "lut", "loss": {"flat_detail": 1, "flat_edge": 0}}, "loss.flat_edge: must be > 0 when"),
     ],
 )
 def test_bad_recipe_names_the_key(raw: dict, needle: str) -> None:
@@ -209,6 +217,32 @@ def test_table_regularisers() -> None:
     assert table_monotonic(ramp) == 0
     assert table_monotonic(-ramp) > 0
     assert table_tv(torch.ones(5, 5, 5, 5)) == 0 and table_tv(ramp) > 0
+
+
+def test_ir_curvature_is_zero_only_for_a_table_linear_in_ir() -> None:
+    torch.manual_seed(0)
+    ir = torch.arange(6.0)
+    other = torch.rand(6, 6, 6, 1)  # any dependence on y, g and the context
+    linear = other + 0.3 * ir * (1 + other)  # linear in IR, with a slope that varies with the rest
+    assert table_ir_curvature(linear) == pytest.approx(0.0, abs=1e-10)
+    assert table_ir_curvature(other + 0.05 * ir**2) > 0
+    bumpy = linear.clone()
+    bumpy[..., 3] += 0.1  # one node off the line
+    assert table_ir_curvature(bumpy) > 0
+    assert table_ir_curvature(torch.rand(6, 6, 6, 6)) > 0
+
+
+def test_flat_detail_penalises_noise_only_where_both_sources_are_flat() -> None:
+    torch.manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 48), indexing="ij")
+    vi = (0.3 + 0.2 * xx)[None, None]  # a smooth sky
+    ir = (0.2 + 0.1 * yy)[None, None].clone()
+    noise = 0.01 * torch.randn_like(vi)
+    edge = 0.15
+    assert flat_detail_loss(vi, ir, vi, edge) == pytest.approx(0.0, abs=1e-7)  # as flat as the visible
+    assert flat_detail_loss(vi + noise, ir, vi, edge) > 0.01  # the IR camera's noise copied into the sky
+    ir[..., 24:] += 0.5  # a real IR edge (a warm object): copying it is not penalised
+    assert flat_detail_loss(vi + (ir > 0.5).float() * 0.5, ir, vi, edge) == pytest.approx(0.0, abs=1e-7)
 
 
 def test_perceptual_term_reads_a_local_vgg_file_only(tmp_path: Path) -> None:

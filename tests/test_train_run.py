@@ -156,6 +156,21 @@ def test_resume_after_kill_matches_uninterrupted_run(
         assert a.lut.shape == (17, 17, 17, 17)
 
 
+def test_lut_noise_terms_are_off_by_default_and_logged_when_on(
+    data: Path, teacher_ckpt: Path, tmp_path: Path
+) -> None:
+    plain = _recipe("ci-lut.yaml", data, steps=2)
+    assert plain.loss.ir_curvature == 0 and plain.loss.flat_detail == 0
+    train("lut", plain, data=data, out=tmp_path / "plain", teacher=teacher_ckpt, progress=False)
+    assert not any("flat_detail" in e or "ir_curvature" in e for e in _log(tmp_path / "plain"))
+    on = _recipe("ci-lut.yaml", data, steps=2)
+    on.loss.ir_curvature, on.loss.flat_detail = 1.0, 1.0
+    train("lut", on, data=data, out=tmp_path / "on", teacher=teacher_ckpt, progress=False)
+    logged = [e for e in _log(tmp_path / "on") if "loss" in e]
+    assert logged and all({"ir_curvature", "flat_detail"} <= e.keys() for e in logged)
+    assert all(e["ir_curvature"] > 0 for e in logged)
+
+
 def test_same_seed_same_weights_and_no_clobbering(data: Path, tmp_path: Path) -> None:
     r = _recipe("ci-teacher.yaml", data, steps=2)
     one = train("teacher", r, data=data, out=tmp_path / "a", progress=False)

@@ -95,6 +95,12 @@ class LutLoss:
     ssim: float = _opt(0.0, lo=0.0)
     tv: float = _opt(1e-4, lo=0.0)  # total variation (squared differences) over the table's 4 axes
     monotonic: float = _opt(10.0, lo=0.0)  # penalise a table decreasing along the y and ir axes
+    # against IR noise in flat regions (both 0: off): squared second differences of the table along
+    # the IR axis (zero for a table linear in IR), and L1 between fused and visible gradients where
+    # both sources' Sobel magnitudes are below flat_edge ([0, 1] scale: no detail, only sensor noise)
+    ir_curvature: float = _opt(0.0, lo=0.0)
+    flat_detail: float = _opt(0.0, lo=0.0)
+    flat_edge: float = _opt(0.15, lo=0.0, hi=1.0)
     init: str = _opt(
         "teacher", choices=("analytic", "teacher")
     )  # table start: rule, or binned teacher samples
@@ -274,6 +280,8 @@ def _cross_checks(r: Recipe, source: str) -> None:
         raise ConfigError(
             f"{source}: val.root: the recipe validates on its held-out pairs (data.holdout); set one of the two"
         )
+    if getattr(r.loss, "flat_detail", 0.0) > 0 and r.loss.flat_edge <= 0:
+        raise ConfigError(f"{source}: loss.flat_edge: must be > 0 when loss.flat_detail is on (no pixel is flat)")
     vgg = getattr(r.loss, "vgg_weights", None)
     if getattr(r.loss, "perceptual", 0.0) > 0 and not vgg:
         raise ConfigError(

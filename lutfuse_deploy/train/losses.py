@@ -109,6 +109,30 @@ def table_tv(table: torch.Tensor) -> torch.Tensor:
     return torch.stack([(torch.diff(table, dim=d) ** 2).mean() for d in range(table.dim())]).sum()
 
 
+def table_ir_curvature(table: torch.Tensor) -> torch.Tensor:
+    """Mean squared second difference along the IR axis (axis 3): zero for a table linear in IR.
+
+    A table that bends sharply between neighbouring IR nodes turns small IR fluctuations (sensor
+    noise, banding) into large output swings; a straight line in IR keeps the gain the same everywhere.
+    """
+    return (torch.diff(table, n=2, dim=3) ** 2).mean()
+
+
+def flat_detail_loss(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, edge: float) -> torch.Tensor:
+    """L1 between the fused and the visible Sobel gradients where both sources are flat.
+
+    Pixels whose visible and IR Sobel magnitudes are both below ``edge`` (on the [0, 1] scale) hold
+    no detail, only sensor noise, so the fused image should be as flat as the visible there. The
+    gradient term asks for the stronger source's gradient, which in a flat sky is the IR camera's
+    noise: this term pulls back exactly there. Real IR edges are above ``edge`` and untouched.
+    """
+    g_vi = sobel(vi)
+    flat = (g_vi.pow(2).sum(1, keepdim=True) < edge**2) & (sobel(ir).pow(2).sum(1, keepdim=True) < edge**2)
+    mask = flat.to(fused.dtype)
+    diff = (sobel(fused) - g_vi).abs().sum(1, keepdim=True)
+    return (mask * diff).sum() / mask.sum().clamp(min=1.0)
+
+
 def table_monotonic(table: torch.Tensor, axes: tuple[int, ...] = (0, 3)) -> torch.Tensor:
     """Penalty for the fused value decreasing when the visible Y (axis 0) or the IR (axis 3) grows."""
     return torch.stack([F.relu(-torch.diff(table, dim=d)).pow(2).mean() for d in axes]).sum()

@@ -21,14 +21,21 @@ from lutfuse_deploy.models.lut import LutFuse, LutFuseConfig, analytic_table
 from lutfuse_deploy.train.config import Recipe
 from lutfuse_deploy.train.data import CropStream
 from lutfuse_deploy.train.engine import Task
-from lutfuse_deploy.train.losses import fusion_terms, ssim, table_monotonic, table_tv
+from lutfuse_deploy.train.losses import (
+    flat_detail_loss,
+    fusion_terms,
+    ssim,
+    table_ir_curvature,
+    table_monotonic,
+    table_tv,
+)
 from lutfuse_deploy.train.teacher import loss_weights
 
 PRIOR_WEIGHT = 0.5  # pseudo-count of the analytic value at every node (teacher init)
 
 
 class _LutTrain(nn.Module):
-    """Forward = what the loss needs: fused Y and the two table regularisers (DDP-safe)."""
+    """Forward = what the loss needs: fused Y and the three table regularisers (DDP-safe)."""
 
     def __init__(self, lut: LutFuse) -> None:
         super().__init__()
@@ -36,7 +43,7 @@ class _LutTrain(nn.Module):
 
     def forward(self, ir: torch.Tensor, rgb: torch.Tensor) -> tuple[torch.Tensor, ...]:
         table = self.lut.lut
-        return self.lut.fused_y(ir, rgb), table_tv(table), table_monotonic(table)
+        return self.lut.fused_y(ir, rgb), table_tv(table), table_monotonic(table), table_ir_curvature(table)
 
 
 def _splat(coords: list[torch.Tensor], values: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +129,7 @@ class LutTask(Task):
         w = self.weights
         with torch.no_grad():
             target = self.teacher(batch["ir"], batch["gray"])
-        y, tv, mono = model(batch["ir"], batch["rgb"])
+        y, tv, mono, curv = model(batch["ir"], batch["rgb"])
         terms: dict[str, torch.Tensor] = {}
         if w["distill_l1"]:
             terms["distill_l1"] = w["distill_l1"] * (y - target).abs().mean()
@@ -133,4 +140,9 @@ class LutTask(Task):
             terms["tv"] = w["tv"] * tv
         if w["monotonic"]:
             terms["monotonic"] = w["monotonic"] * mono
+        if w["ir_curvature"]:
+            terms["ir_curvature"] = w["ir_curvature"] * curv
+        if w["flat_detail"]:
+            flat = flat_detail_loss(y, batch["ir"] / 255.0, batch["gray"] / 255.0, self.recipe.loss.flat_edge)
+            terms["flat_detail"] = w["flat_detail"] * flat
         return terms
