@@ -77,11 +77,15 @@ def fake_measurement(
     artifact: str = "model.bin",
     index: int = 0,
     gpu_peak_mb: float | None = None,
+    others: Sequence[float] = (),
 ):
-    """A Measurement with known samples (a constant ``ms`` or the given list)."""
+    """A Measurement with known samples (a constant ``ms`` or the given list); ``others`` gives each
+    round's busy CPUs, the samples then spread evenly over those rounds."""
     from lutfuse_deploy.profile.timing import Measurement, Resolution, summarize
+    from lutfuse_deploy.runtime.cpus import Load
 
     samples = np.asarray([ms] * 5 if np.isscalar(ms) else ms, dtype=np.float64)
+    rounds = np.arange(samples.size) * len(others) // samples.size if others else None
     return Measurement(
         runner_index=index,
         kind=kind,
@@ -95,4 +99,6 @@ def fake_measurement(
         warmup=1,
         peak_rss_mb=123.4,
         gpu_peak_mb=gpu_peak_mb,
+        round_loads=tuple(Load(1.0, o) for o in others),
+        sample_rounds=rounds,
     )

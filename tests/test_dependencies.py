@@ -1,4 +1,4 @@
-"""Heavy optional libraries are imported lazily (Polygraphy's habit): with onnx, onnxruntime,
+"""Heavy optional libraries are imported lazily (Polygraphy's habit): with onnx, onnxruntime, openvino,
 tensorrt, matplotlib and polygraphy made unimportable, every module still imports and every
 command's --help still works; using a missing one names its pip extra."""
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-BLOCKED = ("onnx", "onnxruntime", "onnxslim", "tensorrt", "matplotlib", "polygraphy")
+BLOCKED = ("onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt", "matplotlib", "polygraphy")
 
 PRELUDE = textwrap.dedent(f"""
     import importlib.abc, sys

@@ -112,6 +112,7 @@ def test_one_model_many_backends_and_suffix_inference(models, created, capsys):
         (["--device", "cuda"], "cuda"),
         (["--data", "/nonexistent/folder"], "ir/ and vi/"),
         (["--reference", "torch"], "--reference torch"),
+        (["--precision", "bf16"], "--precision bf16 is for --backend openvino"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(models, created, capsys, extra, message):
@@ -122,6 +123,25 @@ def test_bad_arguments_are_one_line_errors(models, created, capsys, extra, messa
     code, _out, err = run_cli(capsys, *args, *extra)
     assert code != 0
     assert message in err
+
+
+def test_threads_default_to_the_free_cpus_and_quiet_only_is_recorded(tmp_path, models, created, capsys,
+                                                                      monkeypatch):
+    from lutfuse_deploy.runtime import cpus
+
+    monkeypatch.setattr(cpus, "available_cpus", lambda: 2)
+    monkeypatch.setattr(cpus, "sample_load", lambda seconds=0.1: cpus.Load(1.0, 1.0))  # one busy neighbour
+    j = tmp_path / "q.json"
+    code, out, _ = run_cli(capsys, "profile", "--model", models["lut.onnx"], "--backend", "onnxruntime,openvino",
+                           *FAST, "--quiet-only", "--precision", "bf16", "--json", j)
+    assert code == 0
+    assert [(b, o) for _, b, o in created] == [("onnxruntime", {"threads": 1, "device": "cpu"}),
+                                               ("openvino", {"threads": 1, "device": "cpu", "precision": "bf16"})]
+    assert "auto: 2 CPU(s) available, 1.00 busy" in out
+    doc = json.loads(j.read_text())
+    assert doc["settings"]["quiet_only"] is True and doc["settings"]["threads"] == 1
+    assert doc["environment"]["threads"]["auto"].startswith("1 thread(s)")
+    assert all(r["samples"] in ("quiet", "all (no quiet round)") for r in doc["results"])
 
 
 def test_missing_model_file(tmp_path, created, capsys):

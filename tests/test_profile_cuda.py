@@ -12,9 +12,10 @@ import pytest
 from profile_fakes import FakeClock, FakeRunner
 
 from lutfuse_deploy.errors import InputError
-from lutfuse_deploy.profile import cuda, report
+from lutfuse_deploy.profile import cuda, report, timing
 from lutfuse_deploy.profile.inputs import InputSource
-from lutfuse_deploy.profile.timing import HostTimer, Lane, Resolution, Settings, profile_runners
+from lutfuse_deploy.profile.lanes import HostTimer, Lane
+from lutfuse_deploy.profile.timing import Resolution, Settings, profile_runners
 from lutfuse_deploy.runtime.base import Runner
 
 
@@ -26,7 +27,7 @@ def test_cuda_runners_get_the_extra_lanes_their_hooks_offer(monkeypatch):
         seen.append((runner.name, ir.shape))
         return [Lane(key, runner, "device", lambda: clock.advance(500_000), HostTimer(clock))]
 
-    monkeypatch.setattr(cuda, "cuda_lanes", fake_cuda_lanes)
+    monkeypatch.setattr(timing, "cuda_lanes", fake_cuda_lanes)
     gpu = FakeRunner("gpu", costs_ms=(2.0,), clock=clock, device="cuda:0")
     cpu = FakeRunner("cpu", backend="onnxruntime", costs_ms=(4.0,), clock=clock)
     results = profile_runners(

@@ -126,3 +126,38 @@ def test_twin_artifacts_are_told_apart_in_the_table():
     assert "[a/lut.onnx]" in text and "[b/lut.onnx]" in text
     single = _render(report.results_table(twins[:1], "torch"))
     assert "[" not in single.split("lutfuse/onnxruntime")[1].split()[0]  # no suffix without a twin
+
+
+def test_json_and_table_carry_the_load_of_each_round_and_thin_percentiles(tmp_path):
+    busy = fake_measurement(backend="torch", ms=[40.0, 41.0, 90.0, 95.0], others=[0.0, 1.5])
+    env = collect_environment(threads=2, device="cpu")
+    doc = report.profile_document([busy], env, Settings(warmup=1, iters=4, duration=None), inputs="synthetic",
+                                  reference="torch")
+    entry = doc["results"][0]
+    assert entry["contended_rounds"] == 1 and entry["other_cpus_mean"] == pytest.approx(0.75)
+    assert [r["contended"] for r in entry["rounds"]] == [False, True]
+    assert entry["underpowered_percentiles"] == ["p90_ms", "p95_ms", "p99_ms"]
+    assert entry["peak_rss_scope"] == "process" and entry["samples"] == "all"
+    assert doc["settings"]["contention_cpus"] == 0.25 and doc["settings"]["min_samples"]["p99_ms"] == 100
+    assert "cpu_flags" in doc["environment"]
+    text = _render(report.results_table([busy], "torch"))
+    assert "busy CPUs" in text and "1/2" in text and "0.75" in text and "proc peak RSS MB" in text
+    assert "*" in text
+    notes = report.table_notes([busy])
+    assert any(n.startswith("* percentile") for n in notes) and any(n.startswith("contended") for n in notes)
+    quiet = busy.quiet_view()
+    assert quiet.stats.p50_ms == pytest.approx(40.5)
+    assert " q" in _render(report.results_table([quiet], "torch"))
+    assert any(n.startswith("q:") for n in report.table_notes([quiet]))
+
+
+def test_round_progress_prints_plain_lines_off_a_terminal():
+    console = Console(record=True, force_terminal=False, width=100)
+    with report.RoundProgress(console, every_s=0.0) as on_round:
+        on_round("640x480", 1, 10)
+        on_round("640x480", 2, 10)
+    assert console.export_text().splitlines() == ["640x480: round 1/10", "640x480: round 2/10"]
+    quiet = Console(record=True, force_terminal=False, width=100)
+    with report.RoundProgress(quiet) as on_round:  # a short run: nothing extra in the log
+        on_round("640x480", 1, 10)
+    assert quiet.export_text() == ""

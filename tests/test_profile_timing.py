@@ -207,3 +207,66 @@ def test_real_pair_is_resized_to_each_resolution(tmp_path):
     assert ir.shape == (1, 1, 20, 32) and vi.shape == (1, 3, 20, 32)
     assert "001.png" in src.description
     assert src(Resolution(32, 20), runner)[0] is ir  # cached: identical arrays for every backend
+
+
+# -- machine load per round --------------------------------------------------------------------------
+class ScriptedMeter:
+    """A LoadMeter stand-in: round r reports ``others[r]`` CPUs busy with other processes."""
+
+    def __init__(self, others):
+        self.others = list(others)
+        self.rounds = 0
+
+    def start(self):
+        pass
+
+    def stop(self):
+        load = timing.Load(wall_s=1.0, other_cpu_s=self.others[self.rounds])
+        self.rounds += 1
+        return load
+
+
+def test_each_round_records_load_and_quiet_view_drops_contended_rounds():
+    clock = FakeClock()
+    # costs cycle per call: 2 iterations per round, contended rounds (0 and 2) run slow
+    runner = FakeRunner("a", costs_ms=(10.0, 10.0, 1.0, 1.0), clock=clock)
+    seen = []
+    meter = ScriptedMeter([1.0, 0.0, 1.2, 0.05])
+    (m,) = profile_runners([runner], [RES], Settings(warmup=0, iters=8, rounds=4), InputSource(),
+                           clock_ns=clock, meter=meter, on_round=lambda res, d, t: seen.append((str(res), d, t)))
+    assert seen == [("24x16", 1, 4), ("24x16", 2, 4), ("24x16", 3, 4), ("24x16", 4, 4)]
+    assert m.contended_rounds == 2 and m.other_cpus == pytest.approx(0.5625)
+    assert list(m.sample_rounds) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert m.stats.p50_ms == pytest.approx(5.5) and m.selection == "all"
+    quiet = m.quiet_view()
+    assert quiet.selection == "quiet" and quiet.stats.n == 4 and quiet.stats.max_ms == pytest.approx(1.0)
+    assert list(quiet.sample_rounds) == [1, 1, 3, 3]
+
+
+def test_quiet_view_keeps_every_sample_when_no_round_was_quiet():
+    clock = FakeClock()
+    (m,) = profile_runners([FakeRunner(clock=clock)], [RES], Settings(warmup=0, iters=3, rounds=3), InputSource(),
+                           clock_ns=clock, meter=ScriptedMeter([2.0, 2.0, 2.0]))
+    q = m.quiet_view()
+    assert q.selection == "all (no quiet round)" and q.stats.n == 3
+
+
+def test_rounds_without_a_load_reading_are_neither_quiet_nor_contended():
+    class Blind:
+        def start(self):
+            pass
+
+        def stop(self):
+            return None
+
+    clock = FakeClock()
+    (m,) = profile_runners([FakeRunner(clock=clock)], [RES], Settings(warmup=0, iters=2, rounds=2), InputSource(),
+                           clock_ns=clock, meter=Blind())
+    assert m.round_loads == (None, None) and m.other_cpus is None and m.contended_rounds == 0
+    assert m.quiet_view().selection == "all (no quiet round)"
+
+
+@pytest.mark.parametrize(("n", "thin"), [(5, ["p90_ms", "p95_ms", "p99_ms"]), (10, ["p95_ms", "p99_ms"]),
+                                         (20, ["p99_ms"]), (99, ["p99_ms"]), (100, [])])
+def test_percentiles_say_when_they_have_too_few_samples(n, thin):
+    assert summarize(np.arange(1.0, n + 1)).underpowered() == thin

@@ -5,23 +5,33 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from lutfuse_deploy.cli import cli
 
+if TYPE_CHECKING:
+    from lutfuse_deploy.runtime.base import Runner
+
 
 @cli.command("fuse")
 @click.option("--model", type=click.Path(path_type=Path), required=True,
-              help="Checkpoint (.safetensors or folder) for torch, .onnx for onnxruntime, .engine for tensorrt.")
+              help="Checkpoint (.safetensors or folder) for torch, .onnx for onnxruntime or openvino, "
+              ".engine for tensorrt.")
 @click.option("--ir", type=click.Path(path_type=Path), required=True, help="IR image or folder.")
 @click.option("--vi", type=click.Path(path_type=Path), required=True, help="Visible image or folder (same names).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Output folder for NAME.png, or a file NAME.png when --ir and --vi are one pair.")
-@click.option("--backend", type=click.Choice(["torch", "onnxruntime", "tensorrt"]), default="torch", show_default=True)
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime", "openvino", "tensorrt"]), default="torch",
+              show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="openvino only: bf16 is faster on CPUs with bfloat16 units; its error against fp32 is "
+              "measured and printed at load.")
 @click.option("--save-float", is_flag=True, help="Also write the raw output as NAME.npy (unclamped).")
 @click.option("--device", default="cpu", show_default=True, help="torch device: cpu or cuda[:N].")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (torch, onnxruntime).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads [default: the CPUs this process may use, less those other processes keep busy].")
 @click.option("--ir16", type=click.Choice(["refuse", "minmax", "percentile", "linear"]), default="refuse",
               show_default=True, help="16-bit IR: refuse, or map to 8 bits (per-frame min-max, 1-99th "
               "percentile stretch, or linear v*255/65535).")
@@ -30,8 +40,8 @@ from lutfuse_deploy.cli import cli
               "script) or clip tanh to [0,1].")
 @click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress bar (none is drawn when stderr is not a terminal).")
-def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, save_float: bool, device: str,
-             threads: int | None, ir16: str, tanh_map: str, json_out: bool, quiet: bool) -> None:
+def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision: str, save_float: bool,
+             device: str, threads: int | None, ir16: str, tanh_map: str, json_out: bool, quiet: bool) -> None:
     """Fuse IR/visible pairs: --ir and --vi are two images, or two folders of same-named pairs
     (ir/00001.png <-> vi/00001.jpg).
 
@@ -40,11 +50,13 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, save_floa
     skipped; the exit status is 1 if anything failed. An output that is one of the inputs, or
     cannot be written, is refused before any work.
     """
+    from lutfuse_deploy.errors import InputError
     from lutfuse_deploy.io.files import check_outputs
     from lutfuse_deploy.io.images import find_pairs
     from lutfuse_deploy.pipeline import fuse_pairs, plan_outputs
-    from lutfuse_deploy.runtime import create_runner
 
+    if precision != "fp32" and backend != "openvino":
+        raise InputError(f"--precision {precision} is for --backend openvino")
     pairs, problems = find_pairs(ir, vi)
     targets = plan_outputs(pairs, out, save_float)
     inputs = [ir, vi, model, *(f for p in pairs for f in (p.ir, p.vi))]
@@ -52,10 +64,7 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, save_floa
                   folders=[out] if ir.is_dir() else [], inputs=inputs)
     for p in problems:
         click.echo(f"error: {p}", err=True)
-    options: dict[str, object] = {"threads": threads}
-    if backend == "torch":
-        options["device"] = device
-    runner = create_runner(model, backend, **options)
+    runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet))
     summary = fuse_pairs(runner, pairs, out, save_float=save_float, tanh_map=tanh_map, ir16=ir16,
                          progress=not quiet and sys.stderr.isatty())
     summary.failed[:0] = problems
@@ -66,3 +75,25 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, save_floa
                    f"per pair in the model ({summary.mean_total_ms:.2f} ms with reading and writing) -> {out}")
     if summary.failed or not summary.done:
         sys.exit(1)
+
+
+def make_runner(model: Path, backend: str, device: str, threads: int | None, precision: str, chatty: bool) -> Runner:
+    """The runner for --model on --backend, with the default CPU threads said on stderr when ``chatty``."""
+    from lutfuse_deploy.runtime import create_runner
+
+    if threads is None and device == "cpu":
+        from lutfuse_deploy.runtime.cpus import default_threads
+
+        choice = default_threads()
+        threads = choice.threads
+        if chatty:
+            click.echo(f"threads: {choice.describe()}", err=True)
+    options: dict[str, object] = {"threads": threads}
+    if backend == "torch":
+        options["device"] = device
+    if backend == "openvino":
+        options["precision"] = precision
+    runner = create_runner(model, backend, **options)
+    if backend == "openvino" and chatty:
+        click.echo(runner.describe_precision(), err=True)  # type: ignore[attr-defined]
+    return runner

@@ -18,7 +18,9 @@ Pairing of --model and --backend (both repeatable; --backend also takes a comma 
 
 \b
 All runners are timed interleaved (round-robin in rotating order, 10 rounds per resolution) on the
-same frames, so their ratios hold on a noisy machine. --iters N gives each runner exactly N timed
+same frames, so their ratios hold on a noisy machine. Each round records the CPU time other
+processes used meanwhile (from /proc): the table shows the mean busy CPUs and the contended rounds
+(others kept more than 0.25 CPUs busy); --quiet-only reports and gates on the quiet rounds only. --iters N gives each runner exactly N timed
 runs; --duration S gives each at least S seconds of measured time (default: --duration 1).
 On --device cuda, runners that offer them also get 'device' (no host<->device copies) and
 'cuda-graph' rows, timed with CUDA events.
@@ -51,7 +53,7 @@ Examples:
     "--backend",
     "backends",
     multiple=True,
-    metavar="torch|onnxruntime|tensorrt",
+    metavar="torch|onnxruntime|openvino|tensorrt",
     help="Backend(s); repeatable or comma list. Paired with --model as below.",
 )
 @click.option(
@@ -83,7 +85,20 @@ Examples:
     help="Minimum measured time per runner and size [default: 1 when --iters is not given].",
 )
 @click.option(
-    "--threads", type=click.IntRange(min=1), help="CPU threads per runner (backend default if unset)."
+    "--threads",
+    type=click.IntRange(min=1),
+    help="CPU threads per runner [default: the CPUs this process may use, less those other processes "
+    "keep busy].",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="OpenVINO runners' precision; bf16's error against fp32 is measured and printed at load.",
+)
+@click.option(
+    "--quiet-only", is_flag=True, help="Statistics, ratios and budgets from uncontended rounds only."
 )
 @click.option(
     "--data",
@@ -110,6 +125,8 @@ def profile_command(
     iters: int | None,
     duration: float | None,
     threads: int | None,
+    precision: str,
+    quiet_only: bool,
     data_dir: str | None,
     reference: str | None,
     json_path: str | None,
@@ -122,12 +139,11 @@ def profile_command(
     from rich.console import Console
 
     from lutfuse_deploy.errors import BudgetExceeded, ConfigError, MissingDependency
+    from lutfuse_deploy.io.files import check_outputs
     from lutfuse_deploy.profile import report
     from lutfuse_deploy.profile.gate import load_budgets
     from lutfuse_deploy.profile.session import pair_models, run_profile, split_backends
     from lutfuse_deploy.profile.timing import Settings, parse_resolutions
-
-    from lutfuse_deploy.io.files import check_outputs
 
     check_outputs(files=[p for p in (json_path, plot_path) if p],
                   inputs=[*models, *([budget_path] if budget_path else [])])
@@ -143,28 +159,38 @@ def profile_command(
     def progress(msg: str) -> None:
         click.echo(msg, err=True)
 
-    run = run_profile(
-        pairs,
-        sizes,
-        settings,
-        device=device,
-        threads=threads,
-        data_dir=data_dir,
-        budgets=budgets,
-        progress=progress,
-    )
+    with report.RoundProgress(Console(stderr=True)) as on_round:
+        run = run_profile(
+            pairs,
+            sizes,
+            settings,
+            device=device,
+            threads=threads,
+            data_dir=data_dir,
+            budgets=budgets,
+            progress=progress,
+            on_round=on_round,
+            precision=precision,
+            quiet_only=quiet_only,
+        )
+    for note in run.notes:
+        progress(note)
     ref = report.choose_reference(run.results, reference)
     console = Console()
     if not console.is_terminal:
-        console = Console(width=170)
+        console = Console(width=190)
     console.print(report.results_table(run.results, ref))
-    console.print(f"inputs: {run.inputs}; threads: {threads or 'backend default'}; device: {device}")
+    for note in report.table_notes(run.results):
+        console.print(note, markup=False)
+    used = run.threads_note or run.threads or "backend default"
+    console.print(f"inputs: {run.inputs}; threads: {used}; device: {device}")
     if json_path:
         doc = report.profile_document(
             run.results, run.environment, settings, inputs=run.inputs, reference=ref,
             checks=run.checks, budget_file=budget_path,
             run={"pairs": [{"model": m, "backend": b} for m, b in pairs], "device": device,
-                 "threads": threads, "resolutions": [str(r) for r in sizes]},
+                 "threads": run.threads, "threads_auto": run.threads_note, "precision": precision,
+                 "quiet_only": quiet_only, "resolutions": [str(r) for r in sizes]},
         )  # fmt: skip
         report.write_json(json_path, doc)
         console.print(f"wrote {json_path}")

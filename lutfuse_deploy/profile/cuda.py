@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from lutfuse_deploy.errors import InputError
-from lutfuse_deploy.profile.timing import Lane, runner_device
+from lutfuse_deploy.profile.lanes import Lane, runner_device
 from lutfuse_deploy.runtime.base import Runner
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from lutfuse_deploy import __version__
 from lutfuse_deploy.paths import REPO_ROOT
 
-_LIBRARIES = ("torch", "onnxruntime", "onnxruntime-gpu", "tensorrt", "numpy", "onnx")
+_LIBRARIES = ("torch", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "numpy", "onnx")
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -30,6 +30,22 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+#: The CPU features that decide which kernels ONNX Runtime, OpenVINO and PyTorch pick.
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """The ``SIMD_FLAGS`` this CPU reports (read at run time: machines differ between runs)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in SIMD_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
 
 
 def library_versions() -> dict[str, str | None]:
@@ -107,6 +123,7 @@ def collect_environment(threads: int | None, device: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "threads": threads_info,
         "device": device,
         "gpu": gpu_info(device),

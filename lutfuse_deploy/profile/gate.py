@@ -32,7 +32,8 @@ from typing import Any
 
 from lutfuse_deploy import MODEL_KINDS
 from lutfuse_deploy.errors import ConfigError, InputError
-from lutfuse_deploy.profile.timing import MODES, Measurement, Resolution
+from lutfuse_deploy.profile.lanes import MODES
+from lutfuse_deploy.profile.timing import Measurement, Resolution
 from lutfuse_deploy.runtime import BACKENDS
 
 LIMIT_KEYS = ("p50_ms", "p95_ms", "p99_ms")

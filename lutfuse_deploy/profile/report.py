@@ -2,6 +2,9 @@
 
 Speed-ups compare p50 against the reference backend's ``e2e`` result for the same model kind and
 resolution (the first such runner, in command-line order): ``2.0x`` means half the median latency.
+Each row also says how busy other processes kept the CPUs during its rounds and how many rounds were
+contended; percentiles from fewer samples than they need are marked ``*``. Peak RSS is the whole
+process's high-water mark (every runner loaded so far), not one model's.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import numpy as np
 from lutfuse_deploy.errors import ConfigError, MissingDependency
 from lutfuse_deploy.io.files import atomic_path, write_json_atomic
 from lutfuse_deploy.profile.gate import Check
-from lutfuse_deploy.profile.timing import Measurement, Settings
+from lutfuse_deploy.profile.timing import MIN_SAMPLES, Measurement, Settings
+from lutfuse_deploy.runtime.cpus import CONTENTION_CPUS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-round load, quiet selection, under-sampled percentiles, RSS scope
 STAT_KEYS = ("min_ms", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "fps")
 
 
@@ -75,7 +79,13 @@ def result_dict(m: Measurement, speedup: float | None, reference: str | None) ->
         "iterations": stats.pop("n"),
         "warmup": m.warmup,
         **{k: _finite(stats[k]) for k in STAT_KEYS},
+        "underpowered_percentiles": m.stats.underpowered(),
+        "samples": m.selection,
+        "other_cpus_mean": None if m.other_cpus is None else round(m.other_cpus, 3),
+        "contended_rounds": m.contended_rounds,
+        "rounds": [None if x is None else x.as_dict() for x in m.round_loads],
         "peak_rss_mb": round(m.peak_rss_mb, 1),
+        "peak_rss_scope": "process",
         "gpu_peak_mb": None if m.gpu_peak_mb is None else round(m.gpu_peak_mb, 1),
         "speedup_vs_reference": _finite(speedup),
         "reference": reference,
@@ -104,7 +114,8 @@ def profile_document(
     doc: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "environment": environment,
-        "settings": {**settings.as_dict(), "inputs": inputs, "reference": reference, **(run or {})},
+        "settings": {**settings.as_dict(), "inputs": inputs, "reference": reference,
+                     "contention_cpus": CONTENTION_CPUS, "min_samples": MIN_SAMPLES, **(run or {})},
         "results": [result_dict(m, s, reference) for m, s in zip(results, ups, strict=True)],
     }
     if checks is not None:
@@ -121,6 +132,10 @@ def write_json(path: str | Path, doc: dict[str, Any]) -> None:
 
 
 # -- tables ----------------------------------------------------------------------------------------
+#: How the n column shows which samples a row summarises (see ``table_notes``).
+SELECTION_MARK = {"all": "", "quiet": " q", "all (no quiet round)": " !"}
+
+
 def _ms(x: float) -> str:
     return f"{x:.3f}" if x < 10 else f"{x:.2f}" if x < 100 else f"{x:.1f}"
 
@@ -148,24 +163,44 @@ def results_table(results: Sequence[Measurement], reference: str | None) -> Any:
         "fps",
     ):
         table.add_column(name, justify="left" if name in ("model/backend", "size") else "right")
-    table.add_column("RSS MB", justify="right")
+    table.add_column("busy CPUs", justify="right")
+    table.add_column("contended", justify="right")
+    table.add_column("proc peak RSS MB", justify="right")
     if show_gpu:
         table.add_column("GPU MB", justify="right")
     if show_ratio:
         table.add_column(f"x faster than {reference}", justify="right")
     for m, up in zip(results, speedups(results, reference), strict=True):
         s = m.stats
-        row = [_label(m, results), str(m.resolution), str(s.n)]
-        row += [
-            _ms(v) for v in (s.min_ms, s.p50_ms, s.p90_ms, s.p95_ms, s.p99_ms, s.max_ms, s.mean_ms, s.std_ms)
-        ]
-        row += [f"{s.fps:.1f}", f"{m.peak_rss_mb:.0f}"]
+        thin = s.underpowered()
+        row = [_label(m, results), str(m.resolution), f"{s.n}{SELECTION_MARK[m.selection]}"]
+        row += [_ms(s.min_ms), _ms(s.p50_ms)]
+        row += [_ms(getattr(s, k)) + ("*" if k in thin else "") for k in ("p90_ms", "p95_ms", "p99_ms")]
+        row += [_ms(v) for v in (s.max_ms, s.mean_ms, s.std_ms)]
+        busy = "-" if m.other_cpus is None else f"{m.other_cpus:.2f}"
+        row += [f"{s.fps:.1f}", busy, f"{m.contended_rounds}/{len(m.round_loads)}", f"{m.peak_rss_mb:.0f}"]
         if show_gpu:
             row.append("-" if m.gpu_peak_mb is None else f"{m.gpu_peak_mb:.0f}")
         if show_ratio:
             row.append("-" if up is None else f"{up:.2f}x")
         table.add_row(escape(row[0]), *row[1:])  # "[file.onnx]" would otherwise be read as rich markup
     return table
+
+
+def table_notes(results: Sequence[Measurement]) -> list[str]:
+    """The footnotes the table's marks need, only those that occur."""
+    notes = []
+    if any(m.stats.underpowered() for m in results):
+        need = ", ".join(f"{k[:-3]} >= {n}" for k, n in MIN_SAMPLES.items())
+        notes.append(f"* percentile from fewer samples than it needs ({need}): raise --iters or --duration")
+    if any(m.selection == "quiet" for m in results):
+        notes.append("q: statistics of the quiet (uncontended) rounds only")
+    if any(m.selection == "all (no quiet round)" for m in results):
+        notes.append("!: no quiet round at this size: statistics of all rounds")
+    if any(m.contended_rounds for m in results):
+        notes.append(f"contended: rounds in which other processes kept more than {CONTENTION_CPUS} CPUs busy "
+                     "(their timings and ratios are suspect; --quiet-only drops them)")
+    return notes
 
 
 def checks_table(checks: Sequence[Check]) -> Any:
@@ -184,6 +219,43 @@ def checks_table(checks: Sequence[Check]) -> Any:
             f"[{style[c.status]}]{c.status}[/]", escape(c.note),
         )  # fmt: skip
     return table
+
+
+# -- progress --------------------------------------------------------------------------------------
+class RoundProgress:
+    """``on_round(resolution, done, total)`` for ``run_profile``: a rich bar on a terminal; elsewhere
+    (logs, CI) a plain line at most every ``every_s`` seconds, so short runs print nothing extra."""
+
+    def __init__(self, console: Any, every_s: float = 10.0) -> None:
+        import time
+
+        self.console, self.every_s, self._clock = console, every_s, time.monotonic
+        self._last = self._clock()
+        self._bar: Any = None
+        self._task: Any = None
+        self._res: Any = None
+
+    def __enter__(self) -> RoundProgress:
+        if self.console.is_terminal:
+            from rich.progress import Progress
+
+            self._bar = Progress(console=self.console, transient=True)
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def __call__(self, res: Any, done: int, total: int) -> None:
+        if self._bar is not None:
+            if res != self._res:
+                self._res = res
+                self._task = self._bar.add_task(f"{res} rounds", total=total)
+            self._bar.update(self._task, completed=done)
+        elif self._clock() - self._last >= self.every_s:
+            self._last = self._clock()
+            self.console.print(f"{res}: round {done}/{total}")
 
 
 # -- plot ------------------------------------------------------------------------------------------

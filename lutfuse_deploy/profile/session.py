@@ -67,6 +67,11 @@ class ProfileRun:
     inputs: str
     checks: list[Check] | None = None
     pairs: list[tuple[str, str]] = field(default_factory=list)
+    threads: int | None = None
+    #: how ``threads`` was chosen, when it was chosen for the user (``runtime.cpus.default_threads``)
+    threads_note: str | None = None
+    #: lines the runners want shown (OpenVINO's precision and its measured error)
+    notes: list[str] = field(default_factory=list)
 
 
 def run_profile(
@@ -79,8 +84,16 @@ def run_profile(
     data_dir: str | Path | None = None,
     budgets: Sequence[Budget] | None = None,
     progress: Callable[[str], None] | None = None,
+    on_round: Callable[[Resolution, int, int], None] | None = None,
+    precision: str = "fp32",
+    quiet_only: bool = False,
 ) -> ProfileRun:
-    """Create one runner per pair, measure all of them interleaved, evaluate ``budgets`` if given."""
+    """Create one runner per pair, measure all of them interleaved, evaluate ``budgets`` if given.
+
+    ``threads=None`` on the CPU picks ``runtime.cpus.default_threads`` (recorded in the run);
+    ``precision`` applies to OpenVINO runners; ``quiet_only`` keeps each result's quiet rounds only,
+    for the report and the budgets alike.
+    """
     from lutfuse_deploy import runtime
     from lutfuse_deploy.profile.environment import collect_environment
     from lutfuse_deploy.profile.inputs import InputSource
@@ -93,18 +106,32 @@ def run_profile(
         require_cuda()
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")
+    if precision != "fp32" and all(b != "openvino" for _, b in pairs):
+        raise InputError(f"--precision {precision} is for --backend openvino, which this run does not use")
     for model, _ in pairs:
         if not Path(model).exists():
             raise InputError(f"--model {model}: no such file")
     source = InputSource(data_dir)  # before loading models: a bad --data fails fast
+    threads_note = None
+    if threads is None and device == "cpu":
+        from lutfuse_deploy.runtime.cpus import default_threads
+
+        choice = default_threads()
+        threads, threads_note = choice.threads, choice.describe()
+    notes: list[str] = []
     with contextlib.ExitStack() as stack:
         runners = []
         for model, backend in pairs:
             if progress:
                 progress(f"loading {model} on {backend} ({device})")
-            runners.append(
-                stack.enter_context(runtime.create_runner(model, backend, threads=threads, device=device))
-            )
+            options: dict[str, object] = {"threads": threads, "device": device}
+            if backend == "openvino":
+                options["precision"] = precision
+            runner = stack.enter_context(runtime.create_runner(model, backend, **options))
+            describe = getattr(runner, "describe_precision", None)
+            if callable(describe):
+                notes.append(describe())
+            runners.append(runner)
         if budgets:
             planned = {(r.kind, r.backend, res) for r in runners for res in resolutions}
             gaps = unplannable(budgets, planned)
@@ -113,8 +140,12 @@ def run_profile(
                     f"{gaps[0]}, which this run does not measure (check --model/--backend/--resolutions)"
                 )
         results = profile_runners(
-            runners, resolutions, settings, source, artifacts=[str(m) for m, _ in pairs], progress=progress
+            runners, resolutions, settings, source, artifacts=[str(m) for m, _ in pairs], progress=progress,
+            on_round=on_round,
         )
         environment = collect_environment(threads, device)
+        environment["threads"]["auto"] = threads_note
+    if quiet_only:
+        results = [m.quiet_view() for m in results]
     checks = evaluate(budgets, results) if budgets else None
-    return ProfileRun(results, environment, source.description, checks, list(pairs))
+    return ProfileRun(results, environment, source.description, checks, list(pairs), threads, threads_note, notes)

@@ -11,6 +11,12 @@ iterations, and the order of lanes rotates from round to round so no backend is 
 
 Host timing uses ``time.perf_counter_ns``; the CUDA lanes (device-resident inputs, CUDA graphs) are
 built in ``profile/cuda.py`` and time themselves with CUDA events.
+
+Interleaving keeps ratios fair only while a neighbour slows every lane alike; it often does not (a
+2-thread pool suffers far more from one busy process than a 1-thread one). So every round also
+records the CPU time other processes used meanwhile (``runtime.cpus.LoadMeter``), a round where
+they kept more than ``CONTENTION_CPUS`` busy is flagged *contended*, and each result carries the
+statistics of its quiet rounds too (``Measurement.quiet_view``, ``profile --quiet-only``).
 """
 
 from __future__ import annotations
@@ -22,24 +28,25 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import numpy as np
 
 from lutfuse_deploy.errors import ConfigError, InputError
+from lutfuse_deploy.profile.cuda import cuda_lanes
+from lutfuse_deploy.profile.lanes import ClockNs, Lane, host_lane, runner_device
 from lutfuse_deploy.runtime.base import Runner
+from lutfuse_deploy.runtime.cpus import Load, LoadMeter
 
-#: Modes a lane can time: ``e2e`` = ``runner.infer`` on NumPy arrays (host<->device copies included);
-#: ``device`` = device-resident inputs and outputs (no copies); ``cuda-graph`` = a captured graph replay.
-MODES = ("e2e", "device", "cuda-graph")
 #: Per-lane iteration cap for ``--duration``, so a broken clock or a no-op runner cannot loop forever.
 MAX_ITERS_PER_LANE = 100_000
 
+#: Fewest samples each percentile needs: below 1 / (1 - q) samples it is an interpolation between
+#: the largest few samples, not a tail estimate, and the report marks it.
+MIN_SAMPLES = {"p90_ms": 10, "p95_ms": 20, "p99_ms": 100}
+
 _RES_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
-
-ClockNs = Callable[[], int]
-
 
 @dataclass(frozen=True, order=True)
 class Resolution:
@@ -98,6 +105,10 @@ class Stats:
     def as_dict(self) -> dict[str, float | int]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
+    def underpowered(self) -> list[str]:
+        """The percentiles computed from fewer samples than ``MIN_SAMPLES`` asks for."""
+        return [k for k, need in MIN_SAMPLES.items() if self.n < need]
+
 
 def summarize(samples_ms: Sequence[float] | np.ndarray, batch: int = 1) -> Stats:
     """Percentiles by NumPy's default linear interpolation; std is the sample std (ddof 1)."""
@@ -152,33 +163,6 @@ class Settings:
         }
 
 
-class HostTimer:
-    """Wall time of a call with ``perf_counter_ns`` (the call must be synchronous, as ``infer`` is)."""
-
-    def __init__(self, clock_ns: ClockNs = time.perf_counter_ns) -> None:
-        self.clock_ns = clock_ns
-
-    def __call__(self, fn: Callable[[], object]) -> float:
-        t0 = self.clock_ns()
-        fn()
-        return (self.clock_ns() - t0) / 1e6
-
-
-@dataclass
-class Lane:
-    """One runner timed one way at one resolution: ``fn`` does one iteration, ``timer`` times it."""
-
-    key: int
-    runner: Runner
-    mode: str
-    fn: Callable[[], object]
-    timer: Callable[[Callable[[], object]], float]
-    samples: list[float] = field(default_factory=list)
-    gpu_peak_mb: float | None = None
-    before_chunk: Callable[[], None] | None = None
-    after_chunk: Callable[[Lane], None] | None = None
-
-
 @dataclass
 class Measurement:
     """The result for one (runner, mode, resolution); ``samples_ms`` are kept for the histogram."""
@@ -195,17 +179,47 @@ class Measurement:
     warmup: int
     peak_rss_mb: float
     gpu_peak_mb: float | None = None
+    #: other processes' CPU use in each round at this resolution (None where /proc is unreadable)
+    round_loads: tuple[Load | None, ...] = ()
+    #: the round of each sample, parallel to ``samples_ms``
+    sample_rounds: np.ndarray | None = None
+    #: which samples ``stats`` summarises: "all", "quiet" or "all (no quiet round)"
+    selection: str = "all"
+
+    @property
+    def contended_rounds(self) -> int:
+        return sum(1 for x in self.round_loads if x is not None and x.contended)
+
+    @property
+    def other_cpus(self) -> float | None:
+        """Mean CPUs other processes kept busy over this resolution's rounds."""
+        loads = [x.other_cpus for x in self.round_loads if x is not None]
+        return float(np.mean(loads)) if loads else None
+
+    def quiet_view(self) -> Measurement:
+        """This result restricted to its samples from uncontended rounds (all, when none is quiet)."""
+        if self.sample_rounds is None or not self.round_loads:
+            return self
+        quiet = [r for r, x in enumerate(self.round_loads) if x is not None and not x.contended]
+        keep = np.isin(self.sample_rounds, quiet)
+        if not keep.any():
+            return replace(self, selection="all (no quiet round)")
+        samples = self.samples_ms[keep]
+        return replace(self, samples_ms=samples, sample_rounds=self.sample_rounds[keep],
+                       stats=summarize(samples), selection="quiet")
+
+
+class Meter(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> Load | None: ...
 
 
 def peak_rss_mb() -> float:
-    """The process high-water mark of resident memory (MiB); ru_maxrss is KiB on Linux, bytes on macOS."""
+    """The *process's* high-water mark of resident memory (MiB), all runners loaded so far together;
+    ru_maxrss is KiB on Linux, bytes on macOS."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
-
-
-def runner_device(runner: Runner) -> str:
-    """The runner's device as a string (``cpu`` when the runner does not say)."""
-    return str(getattr(runner, "device", "cpu") or "cpu")
 
 
 def _chunk_sizes(total: int, rounds: int) -> list[int]:
@@ -215,38 +229,49 @@ def _chunk_sizes(total: int, rounds: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(r)]
 
 
-def run_interleaved(lanes: Sequence[Lane], settings: Settings) -> None:
+RoundHook = Callable[[int, int], None]
+
+
+def run_interleaved(lanes: Sequence[Lane], settings: Settings, meter: Meter | None = None,
+                    on_round: RoundHook | None = None) -> list[Load | None]:
     """Warm every lane up, then time them round-robin in rotating order; fills ``lane.samples``.
 
-    The cyclic garbage collector is paused while timing (as ``timeit`` does): a collection pause
-    would land on whichever backend happens to run, which says nothing about that backend.
+    Returns what ``meter`` measured over each round (other processes' CPU use); ``on_round(done,
+    total)`` is called after each round. The cyclic garbage collector is paused while timing (as
+    ``timeit`` does): a collection pause would land on whichever backend happens to run, which says
+    nothing about that backend.
     """
     for lane in lanes:
         for _ in range(settings.warmup):
             lane.fn()
     if not lanes:
-        return
+        return []
     was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
-        _time_rounds(lanes, settings)
+        return _time_rounds(lanes, settings, meter or LoadMeter(), on_round)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _time_rounds(lanes: Sequence[Lane], settings: Settings) -> None:
+def _time_rounds(lanes: Sequence[Lane], settings: Settings, meter: Meter,
+                 on_round: RoundHook | None) -> list[Load | None]:
     if settings.iters is not None:
-        for r, count in enumerate(_chunk_sizes(settings.iters, settings.rounds)):
-            for lane in _rotated(lanes, r):
-                _run_chunk(lane, count=count)
+        plan: list[dict[str, Any]] = [{"count": c} for c in _chunk_sizes(settings.iters, settings.rounds)]
     else:
         assert settings.duration is not None
-        slice_ms = settings.duration * 1000.0 / settings.rounds
-        for r in range(settings.rounds):
-            for lane in _rotated(lanes, r):
-                _run_chunk(lane, min_ms=slice_ms)
+        plan = [{"min_ms": settings.duration * 1000.0 / settings.rounds}] * settings.rounds
+    loads: list[Load | None] = []
+    for r, chunk in enumerate(plan):
+        meter.start()
+        for lane in _rotated(lanes, r):
+            _run_chunk(lane, r, **chunk)
+        loads.append(meter.stop())
+        if on_round:
+            on_round(r + 1, len(plan))
+    return loads
 
 
 def _rotated(lanes: Sequence[Lane], r: int) -> list[Lane]:
@@ -254,7 +279,7 @@ def _rotated(lanes: Sequence[Lane], r: int) -> list[Lane]:
     return list(lanes[k:]) + list(lanes[:k])
 
 
-def _run_chunk(lane: Lane, count: int | None = None, min_ms: float | None = None) -> None:
+def _run_chunk(lane: Lane, round_index: int, count: int | None = None, min_ms: float | None = None) -> None:
     """Time ``count`` iterations of one lane, or at least one until ``min_ms`` of measured time."""
     if lane.before_chunk:
         lane.before_chunk()
@@ -266,15 +291,11 @@ def _run_chunk(lane: Lane, count: int | None = None, min_ms: float | None = None
             break
         ms = lane.timer(lane.fn)
         lane.samples.append(ms)
+        lane.sample_rounds.append(round_index)
         done += 1
         spent += ms
     if lane.after_chunk:
         lane.after_chunk(lane)
-
-
-def host_lane(key: int, runner: Runner, ir: np.ndarray, vi: np.ndarray, clock_ns: ClockNs) -> Lane:
-    """The end-to-end lane: ``runner.infer`` on NumPy arrays, timed on the host."""
-    return Lane(key, runner, "e2e", lambda: runner.infer(ir, vi), HostTimer(clock_ns))
 
 
 def profile_runners(
@@ -285,14 +306,17 @@ def profile_runners(
     *,
     artifacts: Sequence[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    on_round: Callable[[Resolution, int, int], None] | None = None,
     clock_ns: ClockNs = time.perf_counter_ns,
+    meter: Meter | None = None,
 ) -> list[Measurement]:
     """Measure every runner at every resolution, interleaved; one Measurement per lane.
 
     ``inputs(resolution, runner)`` returns the ``(ir, vi)`` batch for that runner; it should return
     the same arrays for runners of the same kind and io so every backend sees identical pixels.
     CUDA runners (``runner.device`` starting with ``cuda``) also get the ``device`` and
-    ``cuda-graph`` lanes their hooks offer (see ``profile/cuda.py``).
+    ``cuda-graph`` lanes their hooks offer (see ``profile/cuda.py``). ``on_round(resolution,
+    done, total)`` reports progress; ``meter`` measures other processes' load per round.
     """
     arts = list(artifacts) if artifacts is not None else [""] * len(runners)
     results: list[Measurement] = []
@@ -304,13 +328,12 @@ def profile_runners(
             ir, vi = inputs(res, runner)
             lanes.append(host_lane(i, runner, ir, vi, clock_ns))
             if runner_device(runner).startswith("cuda"):
-                from lutfuse_deploy.profile.cuda import cuda_lanes
-
                 lanes.extend(cuda_lanes(i, runner, ir, vi, lanes[-1]))
         if progress:
             names = ", ".join(f"{lane.runner.kind}/{lane.runner.backend}/{lane.mode}" for lane in lanes)
             progress(f"{res}: {len(lanes)} lane(s) interleaved ({names})")
-        run_interleaved(lanes, settings)
+        hook = (lambda done, total, res=res: on_round(res, done, total)) if on_round else None
+        loads = tuple(run_interleaved(lanes, settings, meter, hook))
         rss = peak_rss_mb()
         for lane in lanes:
             runner = lane.runner
@@ -328,6 +351,8 @@ def profile_runners(
                     warmup=settings.warmup,
                     peak_rss_mb=rss,
                     gpu_peak_mb=lane.gpu_peak_mb,
+                    round_loads=loads,
+                    sample_rounds=np.asarray(lane.sample_rounds, dtype=np.int64),
                 )
             )
     return results

@@ -7,13 +7,14 @@ from pathlib import Path
 from lutfuse_deploy.errors import InputError
 from lutfuse_deploy.runtime.base import Runner
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 
 
 #: What each backend loads, so a file given to the wrong one is named instead of failing deep inside.
 ARTIFACTS = {
     "torch": ((".safetensors",), "a checkpoint (.safetensors or a folder holding one)"),
     "onnxruntime": ((".onnx",), "an ONNX graph (.onnx, from export)"),
+    "openvino": ((".onnx",), "an ONNX graph (.onnx, from export)"),
     "tensorrt": ((".engine", ".plan", ".trt"), "a TensorRT engine (.engine/.plan/.trt, from build-engine)"),
 }
 
@@ -39,6 +40,10 @@ def create_runner(model: str | Path, backend: str = "torch", **options: object) 
         from lutfuse_deploy.runtime.onnxrt import OrtRunner
 
         return OrtRunner(model, **options)  # type: ignore[arg-type]
+    if backend == "openvino":
+        from lutfuse_deploy.runtime.openvino import OvRunner
+
+        return OvRunner(model, **options)  # type: ignore[arg-type]
     if backend == "tensorrt":
         from lutfuse_deploy.runtime.tensorrt import TrtRunner
 
