@@ -13,7 +13,6 @@ import pytest
 import torch
 from conftest import assert_one_line_error, run_cli, synthetic_pair
 from PIL import Image
-from train_helpers import make_train_data
 
 from lutfuse_deploy.errors import ConfigError, InputError
 from lutfuse_deploy.io.checkpoints import read_metadata, save_checkpoint
