@@ -148,3 +148,19 @@ def test_extra_rows_are_checked(tmp_path: Path) -> None:
             _parse_extras([bad])
     with pytest.raises(InputError, match="already used"):
         _parse_extras([f"a={ckpt}", f"a={ckpt}"])
+
+
+def test_validation_sources_name_the_data_root_once() -> None:
+    from lutfuse_deploy.quality.run import validation_sources
+
+    metas = {
+        "lut": {"provenance": {"validation": "$LUTFUSE_DATA/ivif/llvip_test"}},
+        "mini": {"provenance": {"validation": "30 pairs held out of /data/train (10 per set)"}},
+        "extra:ceiling": {"provenance": {}},
+        "official-lut": {"provenance": {"validation": "x"}},
+    }
+    assert validation_sources(metas, Path("/data")) == {
+        "lut": "<data>/ivif/llvip_test",
+        "mini": "30 pairs held out of <data>/train (10 per set)",
+        "ceiling": "not recorded",
+    }

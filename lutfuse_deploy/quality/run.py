@@ -69,7 +69,8 @@ def validation_sources(metas: Mapping[str, dict[str, Any]], data: Path) -> dict[
     for role, meta in metas.items():
         if not role.startswith("official"):
             where = str(meta.get("provenance", {}).get("validation", "not recorded"))
-            out[role] = where.replace(str(data), "<data>")
+            # provenance written since checkpoints became portable names the root $LUTFUSE_DATA
+            out[role.removeprefix("extra:")] = where.replace(str(data), "<data>").replace("$LUTFUSE_DATA", "<data>")
     return out
 
 
