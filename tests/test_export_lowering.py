@@ -49,13 +49,18 @@ def test_gather_lowering_is_exact_on_a_rough_table() -> None:
 def test_atlas_is_padded_to_a_power_of_two_plus_one(nodes: int, side: int) -> None:
     table = torch.randn(nodes, nodes, nodes, nodes)
     atlas = lowering.build_atlas(table)
-    assert lowering.atlas_side(nodes) == side and atlas.shape == (1, 1, side, side)
-    # layout: rows (y, g), columns (c, ir)
-    y, g, c, i = 3, 5, nodes - 1, 7
-    assert atlas[0, 0, y * nodes + g, c * nodes + i] == table[y, g, c, i]
+    assert lowering.atlas_side(nodes) == side and atlas.shape == (1, 4, side, side)
+    # layout: rows (y, g), columns (c, ir); channel 2*dy + dc holds the (y + dy, c + dc) corner
+    y, g, c, i = 3, 5, nodes - 2, 7
+    for dy in (0, 1):
+        for dc in (0, 1):
+            assert atlas[0, 2 * dy + dc, y * nodes + g, c * nodes + i] == table[y + dy, g, c + dc, i]
+    # the upper corner is clamped at the last node
+    top = nodes - 1
+    assert atlas[0, 3, top * nodes + g, top * nodes + i] == table[top, g, top, i]
     # replicated edge: the padding repeats the last row and column
-    assert torch.equal(atlas[0, 0, -1, : nodes * nodes], atlas[0, 0, nodes * nodes - 1, : nodes * nodes])
-    assert torch.equal(atlas[0, 0, :, -1], atlas[0, 0, :, nodes * nodes - 1])
+    assert torch.equal(atlas[0, :, -1, : nodes * nodes], atlas[0, :, nodes * nodes - 1, : nodes * nodes])
+    assert torch.equal(atlas[0, :, :, -1], atlas[0, :, :, nodes * nodes - 1])
 
 
 def test_corner_table_clamps_the_upper_corner() -> None:

@@ -183,8 +183,8 @@ def check_types(model: Any) -> str | None:
     if inner_u8:
         raise ExportError(f"uint8 tensors inside the graph (TensorRT: uint8 only at inputs/outputs): {inner_u8[:3]}")
     if any(e == _DOUBLE for e in types.values()):
-        raise ExportError("float64 tensors (TensorRT has no float64): a LUT-Fuse graph exported with "
-                          "--numerics reference runs in ONNX Runtime only; re-export with --numerics portable")
+        raise ExportError("float64 tensors (TensorRT has no float64): re-export the model with this version's "
+                          "`lutfuse-deploy export`, whose graphs are float32 only")
     for t in g.initializer:
         if t.data_type == _INT64 and t.dims and nh.to_array(t).size and abs(nh.to_array(t)).max() > INT32_MAX:
             raise ExportError(f"int64 initializer {t.name} exceeds the int32 range TensorRT narrows to")

@@ -1,8 +1,8 @@
 """``torch_to_onnx``: a checkpoint to one ONNX graph from the two images to the fused image.
 
 A plain conversion (paths and options in, a path out, no hidden state). The graph is written under a
-temporary name, simplified, checked (ONNX checker, TensorRT-relevant structure) and verified against
-the PyTorch eager path in ONNX Runtime; only then are ``FILE.onnx`` and its sidecar ``FILE.json``
+temporary name, simplified, checked (ONNX checker, TensorRT-relevant structure) and verified in ONNX
+Runtime against float64 truth (``export.parity``); only then are ``FILE.onnx`` and its sidecar ``FILE.json``
 put in place. Any failure leaves nothing behind.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from lutfuse_deploy import __version__
 from lutfuse_deploy.errors import ExportError, MissingDependency
 from lutfuse_deploy.export import lowering as lowerings
-from lutfuse_deploy.export.graph import DEFAULT_NUMERICS, check_numerics, graph_module, size_multiple
+from lutfuse_deploy.export.graph import graph_module, size_multiple
 
 FORMAT = "lutfuse-deploy/onnx-v1"
 DEFAULT_OPSET = 17
@@ -122,14 +122,12 @@ def torch_to_onnx(
     simplify: bool = True,
     allow_opset_override: bool = False,
     threads: int = 2,
-    numerics: str = DEFAULT_NUMERICS,
 ) -> Path:
     """Export ``checkpoint`` to ``out`` (.onnx) and its sidecar ``out.with_suffix('.json')``.
 
-    Without ``height``/``width`` the graph takes any size (as with ``dynamic=True``). ``lowering`` and
-    ``numerics`` only apply to LUT-Fuse (``export.graph``: ``reference`` reproduces PyTorch CPU bit
-    for bit in ONNX Runtime, ``portable`` is float32 only for TensorRT); ``threads`` is what the
-    parity check runs ONNX Runtime with.
+    Without ``height``/``width`` the graph takes any size (as with ``dynamic=True``). ``lowering`` only
+    applies to LUT-Fuse; every graph is float32 only, so ONNX Runtime, OpenVINO and TensorRT all take
+    it. ``threads`` is what the parity check runs ONNX Runtime with.
     """
     try:
         import onnx
@@ -148,21 +146,16 @@ def torch_to_onnx(
     kind = meta["kind"]
     multiple = size_multiple(model)
     lowering_name = lowering if kind == "lutfuse" else "none"
-    check_numerics(numerics)
-    # MMDRFuse graphs are float32 and already equal PyTorch to ~5e-7: only LUT-Fuse has two forms.
-    numerics_name = numerics if kind == "lutfuse" else "portable"
-    target = "onnxruntime" if numerics_name == "reference" else "tensorrt"
     hw = validate_options(kind, opset, lowering, io, height, width, dynamic, multiple, allow_opset_override)
     channels = 3 if kind == "lutfuse" else 1
     inputs = synthetic_inputs(channels, hw, multiple) + real_inputs(channels, hw, multiple)
     props = {"kind": kind, "io": io, "lowering": lowering_name, "opset": str(opset),
-             "numerics": numerics_name, "target": target,
              "config": json.dumps(meta.get("config") or {}), "dynamic": str(hw is None).lower(),
              "size_multiple": str(multiple), "source_sha256": sha256_file(source),
              "weights_sha256": str(meta.get("weights_sha256", "")), "format": FORMAT}
     sidecar_path = out.with_suffix(".json")
     with atomic_path(out) as tmp:
-        _trace(graph_module(model, lowering_name, io, numerics_name), tmp, kind, io, opset, hw, multiple)
+        _trace(graph_module(model, lowering_name, io), tmp, kind, io, opset, hw, multiple)
         traced = onnx.load(str(tmp))
         candidates = [(_simplify(traced), True)] if simplify else []
         candidates.append((traced, False))
@@ -170,13 +163,12 @@ def torch_to_onnx(
         notes: list[str] = []
         for graph, simplified in candidates:
             _stamp(graph, props)
-            problems = structural_problems(graph, target, allow_opset_override=allow_opset_override)
+            problems = structural_problems(graph, "tensorrt", allow_opset_override=allow_opset_override)
             if problems:
                 raise ExportError(f"exported graph fails its checks: {'; '.join(problems)}")
             onnx.save(graph, str(tmp))
             try:
-                parity = verify_parity(tmp, model, io, inputs, threads=threads,
-                                       widen=kind == "lutfuse" and numerics_name == "portable")
+                parity = verify_parity(tmp, model, io, inputs, threads=threads)
             except ExportError as exc:
                 if not simplified:
                     raise
@@ -188,7 +180,7 @@ def torch_to_onnx(
             "format": FORMAT, "kind": kind, "config": meta.get("config") or {},
             "source": {"path": str(source), "sha256": props["source_sha256"],
                        "weights_sha256": props["weights_sha256"]},
-            "opset": opset, "lowering": lowering_name, "numerics": numerics_name, "target": target,
+            "opset": opset, "lowering": lowering_name,
             "io": io, "dynamic": hw is None,
             "size_multiple": multiple, **_io_spec(kind, io, hw), "simplified": simplified,
             "onnx_sha256": sha256_file(tmp), "parity": parity, "notes": notes,
