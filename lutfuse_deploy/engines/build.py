@@ -44,6 +44,7 @@ from lutfuse_deploy.engines.targets import (
 )
 from lutfuse_deploy.engines.tensorrt import major_of, tensorrt_version, version_tuple, workspace_shortfall
 from lutfuse_deploy.errors import EngineError, InputError, LutfuseError
+from lutfuse_deploy.io.files import atomic_path
 
 CALIBRATION_CACHE_DIR = ".calibration"
 
@@ -205,17 +206,32 @@ def _profile(req: BuildRequest, target: Target, notes: list[str]) -> ShapeProfil
     return ShapeProfile(shapes.opt, shapes.opt, shapes.opt)
 
 
+# Workspace per byte of the largest layer's inputs + outputs at the maximum shape. Measured: TensorRT-RTX
+# needed between 1.75 and 2 GiB to build the teacher at 1920x1088 (largest layer 1.49 GiB); the
+# 0.5-1 GiB the Orin targets gave before made that build fail.
+WORKSPACE_PER_LAYER_BYTE = 2
+
+
+def derive_workspace(target: Target, info: OnnxInfo, shapes: ShapeProfile) -> tuple[float, float]:
+    """(workspace GiB, largest layer GiB): the target's workspace, raised to what the model's largest
+    layer at the profile's maximum shape needs, rounded up to a quarter GiB."""
+    layer = largest_layer_bytes(info, shapes.max) / (1 << 30)
+    need = -(-layer * WORKSPACE_PER_LAYER_BYTE * 4 // 1) / 4
+    return max(target.workspace_gib, need), layer
+
+
 def _workspace(
     req: BuildRequest, target: Target, info: OnnxInfo, shapes: ShapeProfile, notes: list[str]
 ) -> float:
-    """``--workspace``, else the target's, raised to the model's largest layer at the maximum shape;
-    a profile whose largest layer alone exceeds the target's memory is refused."""
-    need = largest_layer_bytes(info, shapes.max) / (1 << 30)
+    """``--workspace``, else ``derive_workspace``; a maximum shape whose workspace alone would not
+    fit in the target's memory is refused (before anything is written)."""
+    derived, layer = derive_workspace(target, info, shapes)
     memory = target.smallest_memory_gib
-    if memory is not None and need >= memory:
+    if memory is not None and derived >= memory:
         raise InputError(
-            f"--shapes max {size_text(shapes.max)} (WxH) needs {need:.1f} GiB for {info.model_name}'s largest "
-            f"layer alone; the smallest {target.name} has {memory:.1f} GiB: lower the maximum"
+            f"--shapes max {size_text(shapes.max)} (WxH) is too large for {target.name}: {info.model_name}'s "
+            f"largest layer alone takes {layer:.1f} GiB and the build needs about {derived:g} GiB of "
+            f"workspace; the smallest {target.name} has {memory:.1f} GiB: lower the maximum"
         )
     if req.workspace_gib is not None:
         if req.workspace_gib <= 0:
@@ -224,12 +240,16 @@ def _workspace(
             raise InputError(
                 f"--workspace {req.workspace_gib:g} GiB is not below the smallest {target.name}'s memory ({memory:.1f} GiB)"
             )
+        if req.workspace_gib < derived:
+            notes.append(
+                f"--workspace {req.workspace_gib:g} GiB is below the {derived:g} GiB derived for "
+                f"{size_text(shapes.max)}: the build may fail or skip tactics"
+            )
         return req.workspace_gib
-    derived = max(target.workspace_gib, -(-need * 4 // 1) / 4)  # rounded up to a quarter GiB
     if derived > target.workspace_gib:
         notes.append(
-            f"workspace {derived:g} GiB: {info.model_name}'s largest layer at {size_text(shapes.max)} needs "
-            f"{need:.2f} GiB ({target.name} default {target.workspace_gib:g} GiB)"
+            f"workspace {derived:g} GiB: {info.model_name}'s largest layer at {size_text(shapes.max)} (WxH) "
+            f"takes {layer:.2f} GiB ({target.name}'s default is {target.workspace_gib:g} GiB)"
         )
     return derived
 
@@ -282,7 +302,7 @@ def _write_bundle(spec: BundleSpec, folder: Path, force: bool, why: str, notes: 
         manifest = stage_bundle(spec, tmp)
     if spec.plan.autocast_fp16:
         notes.append(
-            f"TensorRT 11 FP16: build.sh runs `{AUTOCAST_COMMAND}` (pip install nvidia-modelopt) first"
+            f"TensorRT 11 FP16: build.sh runs `{AUTOCAST_COMMAND}` (pip install 'lutfuse-deploy[autocast]') first"
         )
     return BuildResult("bundle", folder, manifest, why, None, command, notes)
 
@@ -371,23 +391,28 @@ def _build_here(
 
 
 def _autocast(spec: BundleSpec, folder: Path) -> Path:
-    """TensorRT 11 FP16 through ModelOpt AutoCast (the documented route), keeping the lookup in FP32."""
+    return autocast_fp16(folder / spec.onnx_name, folder / spec.fp16_name, spec.info, spec.plan.pin_fp32)
+
+
+def autocast_fp16(src: Path, out: Path, info: OnnxInfo, pin_fp32: bool) -> Path:
+    """TensorRT 11 FP16 through ModelOpt AutoCast (the documented route), keeping the lookup (and,
+    with ``pin_fp32``, the guard nodes around it) in FP32; inputs and outputs stay float32."""
     try:
         from modelopt.onnx.autocast import convert_to_mixed_precision
     except ImportError:
         raise EngineError(
             "TensorRT 11 has no FP16 flag: FP16 comes from ModelOpt AutoCast, which is not installed "
-            f"(pip install nvidia-modelopt), or pass an ONNX already converted with `{AUTOCAST_COMMAND}`"
+            f"(pip install 'lutfuse-deploy[autocast]'), or pass an ONNX already converted with `{AUTOCAST_COMMAND}`"
         ) from None
     import onnx
 
     model = convert_to_mixed_precision(
-        onnx_path=str(folder / spec.onnx_name),
+        onnx_path=str(src),
         low_precision_type="fp16",
         keep_io_types=True,
-        op_types_to_exclude=["GridSample"] if spec.info.has_lookup else None,
-        nodes_to_exclude=exact_name_patterns(spec.info.guard_nodes) if spec.plan.pin_fp32 else None,
+        op_types_to_exclude=["GridSample"] if info.has_lookup else None,
+        nodes_to_exclude=exact_name_patterns(info.guard_nodes) if pin_fp32 else None,
     )
-    out = folder / spec.fp16_name
-    onnx.save(model, str(out))
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
     return out

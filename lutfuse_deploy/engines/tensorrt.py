@@ -50,10 +50,24 @@ def import_tensorrt() -> ModuleType:
     try:
         import tensorrt as trt
     except ImportError:
-        raise MissingDependency("tensorrt", "tensorrt") from None
+        raise _missing_tensorrt() from None
     if not hasattr(trt, "Builder"):
-        raise MissingDependency("tensorrt", "tensorrt")
+        raise _missing_tensorrt()
     return trt
+
+
+INSTALL_HINT = (
+    "on x86_64 pip install 'lutfuse-deploy[tensorrt]' (TensorRT 10) or 'lutfuse-deploy[tensorrt11]' "
+    "(TensorRT 11); on a Jetson TensorRT comes with JetPack (python3-libnvinfer; give the venv "
+    "--system-site-packages)"
+)
+
+
+def _missing_tensorrt() -> MissingDependency:
+    """Where TensorRT comes from depends on the machine, so the one-extra message would mislead."""
+    exc = MissingDependency("tensorrt", "tensorrt")
+    exc.args = (f"tensorrt is not installed: {INSTALL_HINT}",)
+    return exc
 
 
 def tensorrt_version() -> str | None:
@@ -288,7 +302,8 @@ def _build(
         config.DLA_core = dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     pinned = pin_fp32(trt, network) if plan.pin_fp32 and plan.tensorrt_major == 10 else []
-    _timing_cache(config, timing_cache)
+    if timing_cache is not None:
+        _timing_cache(config, timing_cache)
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - start
