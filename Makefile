@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: help install demo test lint typecheck gate quality clean
 
 help:
-	@echo "make demo      fuse a synthetic pair on the CPU, print timing and metrics (no GPU, no download)"
+	@echo "make demo      export the shipped LUT-Fuse, time it in ONNX Runtime beside PyTorch, write demo_out/side_by_side.png (CPU, no download)"
 	@echo "make test      lint, type-check the package (TensorRT code against tensorrt-stubs), run the tests and the CPU latency gate"
 	@echo "make quality   write docs/quality.md (metrics of shipped vs official models on shared/data)"
 

@@ -7,9 +7,9 @@ windows exist only in the visible image.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -19,9 +19,11 @@ from scipy import ndimage
 class DemoResult:
     model: str
     size: tuple[int, int]
-    latency_ms: dict[str, float]
+    #: per backend: median/min/p90 ms, samples; plus "threads", "ratio" (PyTorch / graph medians) and load
+    latency: dict[str, Any]
     metrics: dict[str, dict[str, float]]
     outputs: dict[str, Path]
+    notes: list[str] = field(default_factory=list)
 
 
 def synthetic_scene(height: int = 480, width: int = 640, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -76,15 +78,37 @@ def synthetic_scene(height: int = 480, width: int = 640, seed: int = 0) -> tuple
 def _shipped_or_analytic() -> tuple[Path | None, str]:
     from lutfuse_deploy.paths import pretrained_dir
 
-    shipped = sorted(pretrained_dir().glob("*lut*.safetensors"))
-    if shipped:
-        return shipped[0], f"shipped LUT-Fuse ({shipped[0].name})"
-    return None, "analytic-rule LUT-Fuse (no trained weights shipped yet)"
+    shipped = pretrained_dir() / "lutfuse.safetensors"
+    if shipped.is_file():
+        return shipped, f"shipped LUT-Fuse ({shipped.name})"
+    return None, "analytic-rule LUT-Fuse (no trained weights shipped)"
 
 
-def run_demo(out_dir: str | Path, height: int = 480, width: int = 640, seed: int = 0, repeats: int = 10) -> DemoResult:
-    """Make the scene, fuse it, time it and score it against the two naive baselines."""
-    import torch
+def side_by_side(panels: dict[str, np.ndarray], gap: int = 8) -> np.ndarray:
+    """Label and join H x W (x 3) uint8 images left to right on a dark background (one RGB image)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    h = max(img.shape[0] for img in panels.values())
+    bar = max(18, h // 20)
+    rgb = [np.repeat(img[..., None], 3, -1) if img.ndim == 2 else img for img in panels.values()]
+    width = sum(img.shape[1] for img in rgb) + gap * (len(rgb) + 1)
+    canvas = Image.new("RGB", (width, h + bar + 2 * gap), (24, 24, 24))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=bar * 3 // 4)
+    x = gap
+    for label, img in zip(panels, rgb, strict=True):
+        draw.text((x, gap // 2), label, fill=(235, 235, 235), font=font)
+        canvas.paste(Image.fromarray(img), (x, bar + gap))
+        x += img.shape[1] + gap
+    return np.asarray(canvas)
+
+
+def run_demo(out_dir: str | Path, height: int = 480, width: int = 640, seed: int = 0, repeats: int = 10,
+             threads: int | None = None) -> DemoResult:
+    """Make the scene, export the shipped LUT-Fuse with the default export, time that graph in ONNX
+    Runtime beside PyTorch eager (interleaved rounds in one process, load recorded), score the fused
+    image against two naive baselines and write it beside its inputs."""
+    import importlib.util
 
     from lutfuse_deploy.io.checkpoints import save_checkpoint
     from lutfuse_deploy.io.files import ensure_dir
@@ -92,24 +116,49 @@ def run_demo(out_dir: str | Path, height: int = 480, width: int = 640, seed: int
     from lutfuse_deploy.metrics.fusion import compute_all, to_gray
     from lutfuse_deploy.models.lut import analytic_lutfuse
     from lutfuse_deploy.pipeline import prepare, to_8bit
+    from lutfuse_deploy.profile.timing import Resolution, Settings, profile_runners
     from lutfuse_deploy.runtime import create_runner
+    from lutfuse_deploy.runtime.cpus import default_threads
 
     out = ensure_dir(out_dir)
+    notes: list[str] = []
+    if threads is None:
+        choice = default_threads()
+        threads = choice.threads
+        notes.append(f"threads: {choice.describe()}")
     ir, vi = synthetic_scene(height, width, seed)
     ckpt, label = _shipped_or_analytic()
     if ckpt is None:
         ckpt = save_checkpoint(analytic_lutfuse(), out / "analytic-lut.safetensors",
                                provenance={"source": "lutfuse_deploy.models.lut.analytic_table"})
-    runner = create_runner(ckpt, "torch", threads=torch.get_num_threads())
+    runners = [create_runner(ckpt, "torch", threads=threads)]
+    paths = {"ir": out / "ir.png", "vi": out / "vi.png", "fused": out / "fused.png",
+             "side_by_side": out / "side_by_side.png"}
+    if importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxruntime"):
+        from lutfuse_deploy.export.onnx import torch_to_onnx
+
+        paths["onnx"] = torch_to_onnx(ckpt, out / "lutfuse.onnx", dynamic=True, threads=threads)
+        runners.append(create_runner(paths["onnx"], "onnxruntime", threads=threads))
+    else:
+        notes.append("onnx/onnxruntime not installed (pip install 'lutfuse-deploy[onnx]'): PyTorch timed alone")
     batch = prepare(ir, vi, "float")
-    with runner:
-        fused = runner.infer(*batch)[0]  # warm-up
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            runner.infer(*batch)
-            times.append((time.perf_counter() - t0) * 1e3)
+    res = Resolution(width, height)
+    results = profile_runners(runners, [res], Settings(warmup=1, iters=repeats, rounds=repeats),
+                              lambda _res, _runner: batch)
+    latency: dict[str, Any] = {"threads": threads}
+    for m in results:
+        latency[m.backend] = {"median_ms": m.stats.p50_ms, "min_ms": m.stats.min_ms, "n": m.stats.n}
+    first = results[0]
+    latency["contended_rounds"] = first.contended_rounds
+    latency["rounds"] = len(first.round_loads)
+    latency["other_cpus"] = first.other_cpus
+    if len(results) > 1:
+        latency["ratio"] = results[0].stats.p50_ms / results[1].stats.p50_ms
+    fused = runners[-1].infer(*batch)[0]  # the exported graph's output when there is one
     fused8 = to_8bit(fused, "lutfuse")
+    if len(runners) > 1:
+        eager8 = to_8bit(runners[0].infer(*batch)[0], "lutfuse")
+        latency["max_lsb_vs_torch"] = int(np.abs(fused8.astype(np.int16) - eager8).max())
     vi_gray = to_gray(vi)
     candidates = {
         "LUT-Fuse": to_gray(fused8),
@@ -117,9 +166,9 @@ def run_demo(out_dir: str | Path, height: int = 480, width: int = 640, seed: int
         "mean(ir, vi)": np.rint((ir.astype(np.float64) + vi_gray) / 2).astype(np.uint8),
     }
     metrics = {name: compute_all(ir, vi_gray, img) for name, img in candidates.items()}
-    paths = {"ir": out / "ir.png", "vi": out / "vi.png", "fused": out / "fused.png"}
     save_png(paths["ir"], ir)
     save_png(paths["vi"], vi)
     save_png(paths["fused"], fused8)
-    lat = {"median_ms": float(np.median(times)), "min_ms": float(np.min(times)), "threads": float(torch.get_num_threads())}
-    return DemoResult(label, (height, width), lat, metrics, paths)
+    how = "exported graph, ONNX Runtime" if len(runners) > 1 else "PyTorch"
+    save_png(paths["side_by_side"], side_by_side({"IR": ir, "visible": vi, f"fused (LUT-Fuse, {how})": fused8}))
+    return DemoResult(label, (height, width), latency, metrics, paths, notes)

@@ -12,16 +12,20 @@ from lutfuse_deploy.cli import cli
 
 @cli.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True,
-              help="Folder for ir.png, vi.png and fused.png.")
+              help="Folder for side_by_side.png (IR | visible | fused), ir.png, vi.png, fused.png and lutfuse.onnx.")
 @click.option("--size", default="640x480", show_default=True, help="WIDTHxHEIGHT of the synthetic scene.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True, help="Timed runs.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads [default: the CPUs this process may use, less those other processes keep busy].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def demo_cmd(out: Path, size: str, seed: int, repeats: int, as_json: bool) -> None:
-    """Make a synthetic night-street IR/visible pair, fuse it on the CPU, print latency and metrics.
+def demo_cmd(out: Path, size: str, seed: int, repeats: int, threads: int | None, as_json: bool) -> None:
+    """Make a synthetic night-street IR/visible pair, export the shipped LUT-Fuse to ONNX, time the
+    graph in ONNX Runtime beside PyTorch eager, print the ratio and metrics, write a side-by-side image.
 
     Uses the LUT-Fuse shipped in lutfuse_deploy/pretrained/ (or an analytic-rule table if none is
-    shipped); needs no GPU and no download.
+    shipped); needs no GPU and no download. Both backends are timed in the same process, in
+    alternating rounds, with the other processes' CPU use recorded per round.
     """
     from lutfuse_deploy.demo import run_demo
     from lutfuse_deploy.errors import InputError
@@ -35,19 +39,35 @@ def demo_cmd(out: Path, size: str, seed: int, repeats: int, as_json: bool) -> No
     from lutfuse_deploy.io.files import check_outputs
 
     check_outputs(folders=[out])
-    res = run_demo(out, height=height, width=width, seed=seed, repeats=repeats)
+    res = run_demo(out, height=height, width=width, seed=seed, repeats=repeats, threads=threads)
     if as_json:
-        click.echo(json.dumps({"model": res.model, "size": [width, height], "latency": res.latency_ms,
-                               "metrics": res.metrics, "outputs": {k: str(v) for k, v in res.outputs.items()}},
-                              indent=2))
+        click.echo(json.dumps({"model": res.model, "size": [width, height], "latency": res.latency,
+                               "metrics": res.metrics, "outputs": {k: str(v) for k, v in res.outputs.items()},
+                               "notes": res.notes}, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)
     console.print(f"[bold]{res.model}[/bold] on a synthetic {width}x{height} night street (seed {seed})")
-    console.print(f"PyTorch eager, CPU, {int(res.latency_ms['threads'])} threads: median "
-                  f"{res.latency_ms['median_ms']:.1f} ms, min {res.latency_ms['min_ms']:.1f} ms over {repeats} runs")
+    for note in res.notes:
+        console.print(note, markup=False)
+    lat = res.latency
+    names = {"torch": "PyTorch eager", "onnxruntime": "exported graph (ONNX Runtime)"}
+    for backend, name in names.items():
+        if backend in lat:
+            b = lat[backend]
+            console.print(f"{name:30s} median {b['median_ms']:8.1f} ms, min {b['min_ms']:8.1f} ms ({b['n']} runs)")
+    busy = "" if lat["other_cpus"] is None else f"; other processes kept {lat['other_cpus']:.2f} CPUs busy"
+    console.print(f"CPU, {lat['threads']} thread(s), interleaved rounds{busy}, "
+                  f"{lat['contended_rounds']}/{lat['rounds']} rounds contended")
+    if "ratio" in lat:
+        console.print(f"[bold]the exported graph is {lat['ratio']:.2f}x PyTorch eager's speed[/bold] (median / median, "
+                      f"same run); its 8-bit output is within {lat['max_lsb_vs_torch']} LSB of PyTorch's")
+        if lat["contended_rounds"] * 2 > lat["rounds"]:
+            console.print("[yellow]most rounds ran on a busy machine: the ratio is suspect[/yellow]")
     methods = list(res.metrics)
     table = Table(title="Fusion metrics (docs/semantics.md §5 conventions; SSIM summed, data_range 2)")
     table.add_column("metric")
