@@ -363,3 +363,52 @@ def test_unsafe_names_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[
         "target name 'old gpu' may only use",
         tmp_path / "e",
     )
+
+
+# -- one size notation: WIDTHxHEIGHT ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("command", "option"), [("build-engine", "--shapes"), ("profile", "--resolutions"),
+                                                 ("demo", "--size")])
+def test_every_size_option_says_width_by_height(command: str, option: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = run_cli([command, "--help"], capsys)
+    assert code == 0
+    flat = " ".join(out.split())
+    assert option in flat and "WIDTHxHEIGHT" in flat
+
+
+def test_shapes_are_width_by_height(lut: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(["build-engine", "--onnx", str(lut), "--target", "orin-nx", "--shapes",
+                              "640x480", "-o", str(tmp_path / "e")], capsys)
+    assert code == 0, err
+    assert "shapes 640x480:640x480:640x480 (WxH)" in out
+    m = json.loads((tmp_path / "e" / "orin-nx" / "lut-fp16" / "manifest.json").read_text())
+    assert m["shapes"]["opt"] == {"width": 640, "height": 480}
+
+
+def test_a_maximum_the_target_cannot_hold_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lut = make_onnx(tmp_path / "lut.onnx")
+    small = yaml.safe_load((tg.targets_dir() / "orin-nano.yaml").read_text())
+    small.update(name="tiny", memory_gb=[0.05])  # 50 MB: the test graph's largest layer at 4096x4096 exceeds it
+    target = tmp_path / "tiny.yaml"
+    target.write_text(yaml.safe_dump(small))
+    line = refuse(["build-engine", "--onnx", str(lut), "--target", str(target), "--shapes",
+                   "128x128:640x480:4096x4096"], capsys, "--shapes max 4096x4096 (WxH) is too large for tiny",
+                  tmp_path / "e")
+    assert "lower the maximum" in line
+    code, _out, err = run_cli(["build-engine", "--onnx", str(lut), "--target", str(target), "--shapes",
+                               "128x128:320x240:640x480", "-o", str(tmp_path / "ok")], capsys)
+    assert code == 0, err
+
+
+def test_a_bundle_for_other_shapes_is_not_replaced_silently(lut: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out_root = tmp_path / "e"
+    assert run_cli(["build-engine", "--onnx", str(lut), "--target", "orin-nx", "-o", str(out_root)], capsys)[0] == 0
+    manifest = out_root / "orin-nx" / "lut-fp16" / "manifest.json"
+    before = manifest.read_bytes()
+    code, _out, err = run_cli(["build-engine", "--onnx", str(lut), "--target", "orin-nx", "--shapes", "640x480",
+                               "-o", str(out_root)], capsys)
+    assert code != 0 and err.startswith("error: ") and "pass --force to replace it" in err
+    assert manifest.read_bytes() == before

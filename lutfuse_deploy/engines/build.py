@@ -213,11 +213,10 @@ WORKSPACE_PER_LAYER_BYTE = 2
 
 
 def derive_workspace(target: Target, info: OnnxInfo, shapes: ShapeProfile) -> tuple[float, float]:
-    """(workspace GiB, largest layer GiB): the target's workspace, raised to what the model's largest
-    layer at the profile's maximum shape needs, rounded up to a quarter GiB."""
-    layer = largest_layer_bytes(info, shapes.max) / (1 << 30)
-    need = -(-layer * WORKSPACE_PER_LAYER_BYTE * 4 // 1) / 4
-    return max(target.workspace_gib, need), layer
+    """(workspace GiB, what the model needs GiB): the target's workspace, raised to what the model's
+    largest layer at the profile's maximum shape needs, rounded up to a quarter GiB."""
+    need = largest_layer_bytes(info, shapes.max) * WORKSPACE_PER_LAYER_BYTE / (1 << 30)
+    return max(target.workspace_gib, -(-need * 4 // 1) / 4), need
 
 
 def _workspace(
@@ -225,13 +224,13 @@ def _workspace(
 ) -> float:
     """``--workspace``, else ``derive_workspace``; a maximum shape whose workspace alone would not
     fit in the target's memory is refused (before anything is written)."""
-    derived, layer = derive_workspace(target, info, shapes)
+    derived, need = derive_workspace(target, info, shapes)
     memory = target.smallest_memory_gib
-    if memory is not None and derived >= memory:
+    if memory is not None and need >= memory:
         raise InputError(
-            f"--shapes max {size_text(shapes.max)} (WxH) is too large for {target.name}: {info.model_name}'s "
-            f"largest layer alone takes {layer:.1f} GiB and the build needs about {derived:g} GiB of "
-            f"workspace; the smallest {target.name} has {memory:.1f} GiB: lower the maximum"
+            f"--shapes max {size_text(shapes.max)} (WxH) is too large for {target.name}: building "
+            f"{info.model_name} at that size needs about {need:.2f} GiB of workspace (twice its largest "
+            f"layer) and the smallest {target.name} has {memory:.2f} GiB: lower the maximum"
         )
     if req.workspace_gib is not None:
         if req.workspace_gib <= 0:
@@ -248,8 +247,8 @@ def _workspace(
         return req.workspace_gib
     if derived > target.workspace_gib:
         notes.append(
-            f"workspace {derived:g} GiB: {info.model_name}'s largest layer at {size_text(shapes.max)} (WxH) "
-            f"takes {layer:.2f} GiB ({target.name}'s default is {target.workspace_gib:g} GiB)"
+            f"workspace {derived:g} GiB: {info.model_name} at {size_text(shapes.max)} (WxH) needs about "
+            f"{need:.2f} GiB ({target.name}'s default is {target.workspace_gib:g} GiB)"
         )
     return derived
 
