@@ -74,3 +74,22 @@ def pair_folders(tmp_path: Path) -> tuple[Path, Path]:
         Image.fromarray(ir).save(ir_dir / f"{i:05d}.png")
         Image.fromarray(vi).save(vi_dir / f"{i:05d}.jpg", quality=95)
     return ir_dir, vi_dir
+
+
+@pytest.fixture(scope="session")
+def shipped_lutfuse_onnx(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The shipped LUT-Fuse exported once through the CLI (any size) with a Triton model repository.
+
+    LUTFUSE_DATA points at an empty folder so the export's parity check runs on synthetic inputs only.
+    """
+    import os
+
+    from lutfuse_deploy.paths import pretrained_dir
+
+    out = tmp_path_factory.mktemp("shipped_onnx")
+    env = {**os.environ, "LUTFUSE_DATA": str(out / "no-data")}
+    proc = subprocess.run([sys.executable, "-m", "lutfuse_deploy", "export", "--model",
+                           str(pretrained_dir() / "lutfuse.safetensors"), "-o", str(out / "lut.onnx"),
+                           "--triton", str(out / "repo")], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return {"onnx": out / "lut.onnx", "repo": out / "repo"}

@@ -1,5 +1,5 @@
 """Heavy optional libraries are imported lazily (Polygraphy's habit): with onnx, onnxruntime, openvino,
-tensorrt, matplotlib and polygraphy made unimportable, every module still imports and every
+tensorrt, matplotlib, polygraphy, av and tritonclient made unimportable, every module still imports and every
 command's --help still works; using a missing one names its pip extra."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import subprocess
 import sys
 import textwrap
 
-BLOCKED = ("onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt", "matplotlib", "polygraphy")
+BLOCKED = ("onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt", "matplotlib", "polygraphy", "av",
+           "tritonclient")
 
 PRELUDE = textwrap.dedent(f"""
     import importlib.abc, sys
@@ -73,3 +74,19 @@ def test_missing_optional_library_names_its_extra(tmp_path) -> None:
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "pip install 'lutfuse-deploy[onnx]'" in proc.stderr, proc.stderr
+
+
+def test_missing_video_and_triton_extras_are_named(tmp_path) -> None:
+    proc = _run(f"""
+        from lutfuse_deploy.cli import main
+        for argv in (["fuse", "--model", "m.safetensors", "--ir", "a.mp4", "--vi", "b.mp4", "--out", "o.mp4"],
+                     ["export", "--model", "m.safetensors", "-o", "{tmp_path}/m.onnx", "--triton", "{tmp_path}/r"]):
+            try:
+                main(argv)
+            except SystemExit as exc:
+                print("exit", exc.code)
+    """)
+    assert proc.stdout.split() == ["exit", "1", "exit", "1"], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "pip install 'lutfuse-deploy[video]'" in proc.stderr, proc.stderr
+    assert "pip install 'lutfuse-deploy[triton]'" in proc.stderr, proc.stderr

@@ -36,8 +36,47 @@ def test_engine_modules_import_no_heavy_library() -> None:
 
 @pytest.mark.skipif(TRT_VERSION is not None, reason="TensorRT is installed here")
 def test_stub_only_tensorrt_is_a_missing_dependency() -> None:
-    with pytest.raises(MissingDependency, match=r"pip install 'lutfuse-deploy\[tensorrt\]'"):
+    with pytest.raises(MissingDependency, match=r"pip install 'lutfuse-deploy\[tensorrt\]'.*JetPack"):
         etrt.import_tensorrt()
+
+
+def test_fast_precision_queries_only_before_tensorrt_10_5() -> None:
+    """platform_has_fast_fp16/int8 are deprecated from TensorRT 10.5: never touched there."""
+    from types import SimpleNamespace
+
+    from lutfuse_deploy.engines.precision import plan_precision
+    from lutfuse_deploy.engines.targets import load_target
+
+    class Builder:
+        def __init__(self, fast: bool) -> None:
+            self.fast = fast
+            self.asked = 0
+
+        @property
+        def platform_has_fast_fp16(self) -> bool:
+            self.asked += 1
+            return self.fast
+
+    class Config:
+        def __init__(self) -> None:
+            self.flags: list[str] = []
+
+        def set_flag(self, flag: str) -> None:
+            self.flags.append(flag)
+
+        def clear_flag(self, flag: str) -> None:
+            pass
+
+    plan = plan_precision("fp16", 10, load_target("orin-nx"), has_lookup=False, onnx_has_qdq=False,
+                          onnx_has_fp16=False, have_calibration=False)
+    flags = SimpleNamespace(FP16="FP16", TF32="TF32")
+    for version, fast, asked in (("10.13.0.35", False, 0), ("10.3.0.30", True, 1)):
+        trt = SimpleNamespace(__version__=version, BuilderFlag=flags)
+        builder, config = Builder(fast), Config()
+        etrt._set_precision(trt, builder, config, plan)
+        assert (builder.asked, config.flags) == (asked, ["FP16"])
+    with pytest.raises(EngineError, match="no fast FP16"):
+        etrt._set_precision(SimpleNamespace(__version__="10.3.0", BuilderFlag=flags), Builder(False), Config(), plan)
 
 
 # -- the TensorRT graph adapters, on duck-typed stand-ins ------------------------------------------
@@ -245,6 +284,8 @@ def test_fp32_engine_matches_onnxruntime_and_is_reused(tmp_path: Path, local_tar
     res = build_engine(req)
     assert res.action == "built" and res.engine is not None and res.engine.is_file()
     assert (tmp_path / "e" / "local" / "timing.cache").is_file()
+    assert res.manifest["layer_report"] == "lut.layers.json"  # the engine inspector's per-layer JSON
+    assert json.loads((res.folder / "lut.layers.json").read_text())
     assert build_engine(req).action == "reused"
     ir, vi = _pair(40, 56)
     with create_runner(res.engine, "tensorrt", device="cuda") as runner:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from lutfuse_deploy.cli import cli
+
+if TYPE_CHECKING:
+    from lutfuse_deploy.engines.build import BuildResult
 
 BUILD_EPILOG = """\b
 Builds here when this machine has TensorRT and a GPU with the target's compute capability;
@@ -94,6 +98,8 @@ Examples:
 )
 @click.option("--require-build", is_flag=True, help="Fail instead of writing a bundle (used by build.sh).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--triton", "triton_repo", type=click.Path(path_type=Path), default=None, metavar="REPO",
+              help="Also write a Triton model repository: REPO/<name>/config.pbtxt, 1/model.plan, 1/manifest.json.")
 def build_engine_cmd(
     onnx_path: Path,
     target: str,
@@ -111,6 +117,7 @@ def build_engine_cmd(
     force: bool,
     require_build: bool,
     as_json: bool,
+    triton_repo: Path | None,
 ) -> None:
     """Build a TensorRT engine for a target device, or a bundle to build it on the device."""
     from lutfuse_deploy.engines.build import BuildRequest, build_engine
@@ -134,6 +141,8 @@ def build_engine_cmd(
             hardware_compat=hardware_compat,
         )
     )
+    if triton_repo is not None:
+        _triton(result, onnx_path, triton_repo, name)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -158,6 +167,18 @@ def build_engine_cmd(
     )
     if m.get("layer_report") and result.engine is not None:
         click.echo(f"  per-layer report: {result.engine.parent / str(m['layer_report'])}")
+
+
+def _triton(result: BuildResult, onnx_path: Path, repo: Path, name: str | None) -> None:
+    """``--triton REPO``: the built engine, its manifest and a config.pbtxt (needs an engine, not a bundle)."""
+    from lutfuse_deploy.errors import EngineError
+    from lutfuse_deploy.export.triton import engine_repository
+
+    if result.engine is None:
+        raise EngineError(f"--triton needs a built engine; this run wrote a bundle to {result.folder} "
+                          "(build on the device, or with --remote, and pass --triton there)")
+    folder = engine_repository(result.engine, result.manifest, onnx_path, repo, name or onnx_path.stem)
+    click.echo(f"wrote Triton model {folder} (config.pbtxt, 1/model.plan, 1/manifest.json)", err=True)
 
 
 def _shapes(m: dict[str, object]) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from lutfuse_deploy.cli import cli
+from lutfuse_deploy.cli.video import fuse_videos, tanh_given, video_options, video_run
 
 if TYPE_CHECKING:
     from lutfuse_deploy.runtime.base import Runner
@@ -39,9 +40,11 @@ if TYPE_CHECKING:
               show_default=True, help="MMDRFuse PNGs: per-image min-max stretch of tanh (official test "
               "script) or clip tanh to [0,1].")
 @click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON on stdout.")
+@video_options
 @click.option("--quiet", is_flag=True, help="No progress bar (none is drawn when stderr is not a terminal).")
 def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision: str, save_float: bool,
-             device: str, threads: int | None, ir16: str, tanh_map: str, json_out: bool, quiet: bool) -> None:
+             device: str, threads: int | None, ir16: str, tanh_map: str, json_out: bool, quiet: bool,
+             **video: Any) -> None:
     """Fuse IR/visible pairs: --ir and --vi are two images, or two folders of same-named pairs
     (ir/00001.png <-> vi/00001.jpg).
 
@@ -49,6 +52,9 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
     Images are read upright (EXIF orientation applied). A bad pair is reported on one line and
     skipped; the exit status is 1 if anything failed. An output that is one of the inputs, or
     cannot be written, is refused before any work.
+
+    Videos: with --ir, --vi and --out video files (.mp4, .mkv, ...) the streams are paired frame by
+    frame and the fused frames encoded at the input's rate (the Video options; docs/usage.md, Video).
     """
     from lutfuse_deploy.errors import InputError
     from lutfuse_deploy.io.files import check_outputs
@@ -57,6 +63,11 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
 
     if precision != "fp32" and backend != "openvino":
         raise InputError(f"--precision {precision} is for --backend openvino")
+    if video_run(ir, vi, out):
+        runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet))
+        fuse_videos(runner, ir, vi, out, json_out=json_out, quiet=quiet,
+                    tanh_map=tanh_map if tanh_given(click.get_current_context()) else "clip", **video)
+        return
     pairs, problems = find_pairs(ir, vi)
     targets = plan_outputs(pairs, out, save_float)
     inputs = [ir, vi, model, *(f for p in pairs for f in (p.ir, p.vi))]

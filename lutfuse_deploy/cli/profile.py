@@ -107,6 +107,14 @@ Examples:
     help="Folder with ir/ and vi/: its first pair, resized, is the input (default: synthetic).",
 )
 @click.option(
+    "--video",
+    nargs=2,
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="IR VI",
+    help="Two videos (needs the video extra): their first frame pair, resized, is the input.",
+)
+@click.option(
     "--reference", metavar="BACKEND", help="Backend of the 'x faster than' column [default: torch]."
 )
 @click.option(
@@ -128,6 +136,7 @@ def profile_command(
     precision: str,
     quiet_only: bool,
     data_dir: str | None,
+    video: tuple[str, str] | None,
     reference: str | None,
     json_path: str | None,
     plot_path: str | None,
@@ -167,6 +176,7 @@ def profile_command(
             device=device,
             threads=threads,
             data_dir=data_dir,
+            video=video,
             budgets=budgets,
             progress=progress,
             on_round=on_round,

@@ -15,7 +15,6 @@ import os
 import re
 import shlex
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -333,18 +332,11 @@ def render_build_sh(spec: BundleSpec) -> str:
 @contextlib.contextmanager
 def staging_dir(final: Path) -> Iterator[Path]:
     """A temporary folder beside ``final`` that replaces it only if the block succeeds."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
+    from lutfuse_deploy.io.files import staged_dir
+
+    with staged_dir(final) as tmp:
         yield tmp
         _publish_modes(tmp)
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _publish_modes(folder: Path) -> None:

@@ -46,15 +46,36 @@ def first_pair(data_dir: str | Path) -> tuple[Path, Path]:
 
 def resized_frame(ir_path: Path, vi_path: Path, res: Resolution) -> Frame:
     """Read a pair with the project's readers and resize both (bilinear) to ``res``."""
-    from PIL import Image
-
     from lutfuse_deploy.io.images import read_ir, read_vi
 
-    ir = Image.fromarray(read_ir(ir_path)).resize((res.width, res.height), Image.Resampling.BILINEAR)
-    vi = Image.fromarray(read_vi(vi_path, mode="RGB")).resize(
-        (res.width, res.height), Image.Resampling.BILINEAR
-    )
+    return resize_frame((read_ir(ir_path), read_vi(vi_path, mode="RGB")), res)
+
+
+def resize_frame(frame: Frame, res: Resolution) -> Frame:
+    from PIL import Image
+
+    ir, vi = (Image.fromarray(a).resize((res.width, res.height), Image.Resampling.BILINEAR) for a in frame)
     return np.asarray(ir, dtype=np.uint8), np.asarray(vi, dtype=np.uint8)
+
+
+def first_video_frames(ir_path: str | Path, vi_path: str | Path) -> Frame:
+    """The first frame of each video, decoded as ``fuse`` decodes video (IR to luma, visible RGB)."""
+    from lutfuse_deploy.io.video import decode, ffmpeg_errors, probe
+
+    frames = []
+    with ffmpeg_errors():
+        for path, mode in ((ir_path, "L"), (vi_path, "RGB")):
+            decoded = decode(probe(path), mode)
+            first = next(decoded, None)
+            decoded.close()
+            if first is None:
+                raise InputError(f"--video {path}: the stream holds no frames")
+            frames.append(first[1])
+    ir, vi = frames
+    if ir.shape[:2] != vi.shape[:2]:
+        raise InputError(f"--video: {ir_path} is {ir.shape[1]}x{ir.shape[0]} but {vi_path} is "
+                         f"{vi.shape[1]}x{vi.shape[0]}")
+    return ir, vi
 
 
 def to_batch(frame: Frame, kind: str, io: str) -> tuple[np.ndarray, np.ndarray]:
@@ -75,8 +96,13 @@ def to_batch(frame: Frame, kind: str, io: str) -> tuple[np.ndarray, np.ndarray]:
 class InputSource:
     """``source(res, runner) -> (ir, vi)``, cached per (resolution, kind, io) for identical inputs."""
 
-    def __init__(self, data_dir: str | Path | None = None, seed: int = 0) -> None:
+    def __init__(self, data_dir: str | Path | None = None, seed: int = 0,
+                 video: tuple[str, str] | None = None) -> None:
+        if data_dir is not None and video:
+            raise InputError("--data and --video exclude each other: give one frame source")
         self.pair = first_pair(data_dir) if data_dir is not None else None
+        self.video = video or None
+        self.video_frames = first_video_frames(*video) if video else None
         self.seed = seed
         self._res: Resolution | None = None
         self._frame: Frame | None = None
@@ -84,6 +110,8 @@ class InputSource:
 
     @property
     def description(self) -> str:
+        if self.video:
+            return f"first frames of {self.video[0]} + {self.video[1]}, resized (bilinear)"
         if self.pair is None:
             return f"synthetic (seed {self.seed})"
         return f"{self.pair[0]} + {self.pair[1]}, resized (bilinear)"
@@ -91,7 +119,10 @@ class InputSource:
     def frame(self, res: Resolution) -> Frame:
         if res != self._res:  # keep one size in memory at a time
             self._res, self._batches = res, {}
-            self._frame = resized_frame(*self.pair, res) if self.pair else synthetic_frame(res, self.seed)
+            if self.video_frames is not None:
+                self._frame = resize_frame(self.video_frames, res)
+            else:
+                self._frame = resized_frame(*self.pair, res) if self.pair else synthetic_frame(res, self.seed)
         assert self._frame is not None
         return self._frame
 

@@ -1,0 +1,269 @@
+"""Video in and out with PyAV (the ``video`` extra): probe, decode, pair by presentation time, encode.
+
+Frames are converted as the image path reads files (RGB, then PIL's luma for gray), so a video fuses
+exactly like its frames extracted to PNG. FFmpeg reports most corruption and truncation as log lines,
+not exceptions; decoding captures them and turns the first into one error naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lutfuse_deploy.errors import InputError, MissingDependency
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts", ".mts", ".mpg", ".mpeg", ".flv",
+                  ".wmv", ".y4m", ".nut")
+# Encoders whose quality knob is the private option ``crf`` (FFmpeg has no way to list private options).
+CRF_ENCODERS = ("libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1")
+AV_LOG_ERROR = 16
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def import_av() -> Any:
+    try:
+        import av
+    except ImportError:
+        raise MissingDependency("av (PyAV)", "video") from None
+    return av
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    width: int
+    height: int
+    rate: Fraction | None  # average frame rate; None when the container does not say
+    frames: int  # from the container header; 0 when unknown
+    codec: str
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.strip().splitlines()[0] if text and text.strip() else type(exc).__name__
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """The first video stream's size, rate and frame count; one error for a file that has none."""
+    av = import_av()
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such video file")
+    try:
+        with av.open(str(path)) as container:
+            streams = container.streams.video
+            if not streams:
+                kinds = ", ".join(s.type for s in container.streams) or "none"
+                raise InputError(f"{path}: no video stream (streams: {kinds})")
+            s = streams[0]
+            rate = s.average_rate or s.guessed_rate
+            return VideoInfo(path, s.codec_context.width, s.codec_context.height,
+                             Fraction(rate) if rate else None, int(s.frames or 0), s.codec_context.name)
+    except av.error.FFmpegError as exc:
+        raise InputError(f"{path}: cannot read as a video ({_reason(exc)})") from None
+
+
+@contextlib.contextmanager
+def ffmpeg_errors() -> Iterator[None]:
+    """Let FFmpeg's error-level log lines reach ``decode``'s capture (PyAV drops all logs by default);
+    lines from elsewhere (the encoder, which raises on failure anyway) are not printed."""
+    import logging
+
+    av = import_av()
+    before = av.logging.get_level()
+    quiet = logging.NullHandler()
+    logging.getLogger("libav").addHandler(quiet)
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        yield
+    finally:
+        av.logging.set_level(before)
+        logging.getLogger("libav").removeHandler(quiet)
+
+
+def decode(info: VideoInfo, mode: str) -> Generator[tuple[float, np.ndarray], None, None]:
+    """(seconds since the first frame, uint8 image) per frame; ``mode`` is ``RGB`` (H x W x 3) or ``L``."""
+    from PIL import Image
+
+    av = import_av()
+    n = 0
+    t0: float | None = None
+    with av.logging.Capture() as logs, av.open(str(info.path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1  # FFmpeg's worker threads would log outside the capture
+        frames = container.decode(stream)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:
+                raise InputError(f"{info.path}: corrupt stream near frame {n} ({_reason(exc)})") from None
+            _check_logs(info, logs, n)
+            rgb = frame.to_ndarray(format="rgb24")
+            t = float(frame.time) if frame.time is not None else n / float(info.rate or 1)
+            t0 = t if t0 is None else t0
+            yield t - t0, rgb if mode == "RGB" else np.asarray(Image.fromarray(rgb).convert("L"))
+            n += 1
+        _check_logs(info, logs, n)
+    if info.frames and n < info.frames:
+        raise InputError(f"{info.path}: truncated stream, {n} of the {info.frames} frames its header lists")
+
+
+def _check_logs(info: VideoInfo, logs: list[tuple[int, str, str]], n: int) -> None:
+    errors = [(name, msg.strip()) for level, name, msg in logs if level <= AV_LOG_ERROR]
+    if errors:
+        name, msg = errors[0]
+        raise InputError(f"{info.path}: corrupt or truncated stream near frame {n} ({name}: {msg})")
+
+
+@dataclass
+class Pairing:
+    """What pairing saw: how many pairs, and the frames of either stream left without a partner."""
+
+    pairs: int = 0
+    ir_frames: int = 0
+    vi_frames: int = 0
+    ir_left: list[int] | None = None
+    vi_left: list[int] | None = None
+
+    def leftover(self, ir: Path, vi: Path) -> str | None:
+        parts = [f"{_span(left)} of {path.name}" for left, path in ((self.ir_left, ir), (self.vi_left, vi)) if left]
+        if not parts:
+            return None
+        return (f"{ir.name} has {self.ir_frames} frames and {vi.name} {self.vi_frames}: fused {self.pairs}, "
+                f"left {' and '.join(parts)} unfused")
+
+
+def _span(idx: list[int]) -> str:
+    return f"frame {idx[0]}" if len(idx) == 1 else f"frames {idx[0]}-{idx[-1]}"
+
+
+def pair_by_index(ir: Iterator[tuple[float, np.ndarray]], vi: Iterator[tuple[float, np.ndarray]],
+                  stats: Pairing) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Equal frame rates: frame i with frame i; the longer stream's tail is counted, not fused."""
+    while True:
+        a, b = next(ir, None), next(vi, None)
+        if a is None or b is None:
+            break
+        stats.pairs += 1
+        yield a[1], b[1]
+    n_ir, n_vi = (a is not None) + sum(1 for _ in ir), (b is not None) + sum(1 for _ in vi)
+    stats.ir_frames, stats.vi_frames = stats.pairs + n_ir, stats.pairs + n_vi
+    stats.ir_left = list(range(stats.pairs, stats.pairs + n_ir))
+    stats.vi_left = list(range(stats.pairs, stats.pairs + n_vi))
+
+
+def pair_by_time(lead: Iterator[tuple[float, np.ndarray]], other: Iterator[tuple[float, np.ndarray]],
+                 other_rate: Fraction, stats: Pairing, lead_is_ir: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Different rates: each ``lead`` frame with the ``other`` frame nearest in time (both timed from
+    their first frame); a lead frame a whole ``other`` frame period or more from every frame is left."""
+    period = (1 - 1e-6) / float(other_rate)  # a frame is shown for one period: no farther than that
+    cur = next(other, None)
+    nxt = next(other, None)
+    n_other = (cur is not None) + (nxt is not None)
+    lead_left: list[int] = []
+    i = -1
+    for i, (t, img) in enumerate(lead):
+        while nxt is not None and abs(nxt[0] - t) < abs(cur[0] - t):  # type: ignore[index]
+            cur, nxt = nxt, next(other, None)
+            n_other += nxt is not None
+        if cur is None or abs(cur[0] - t) >= period:
+            lead_left.append(i)
+            continue
+        stats.pairs += 1
+        yield (img, cur[1]) if lead_is_ir else (cur[1], img)
+    n_other += sum(1 for _ in other)
+    n_lead = i + 1
+    stats.ir_frames, stats.vi_frames = (n_lead, n_other) if lead_is_ir else (n_other, n_lead)
+    if lead_is_ir:
+        stats.ir_left = lead_left
+    else:
+        stats.vi_left = lead_left
+
+
+class VideoWriter:
+    """Encode uint8 RGB (H x W x 3) or gray (H x W) frames at a constant ``rate`` into ``path``."""
+
+    def __init__(self, path: Path, rate: Fraction, width: int, height: int, encoder: str,
+                 crf: int | None = None, bitrate: str | None = None, pix_fmt: str | None = None) -> None:
+        av = import_av()
+        self.av = av
+        try:
+            codec = av.codec.Codec(encoder, "w")
+        except (av.codec.codec.UnknownCodecError, av.error.FFmpegError):
+            raise InputError(f"--encoder {encoder}: not an encoder this FFmpeg build has") from None
+        if codec.type != "video":
+            raise InputError(f"--encoder {encoder}: a {codec.type} encoder, not a video one")
+        if crf is not None and encoder not in CRF_ENCODERS:
+            raise InputError(f"--crf is for {', '.join(CRF_ENCODERS)}; for {encoder} set --bitrate instead")
+        formats = [f.name for f in codec.video_formats or ()]
+        if pix_fmt is None:
+            even = width % 2 == 0 and height % 2 == 0
+            pix_fmt = next((f for f in (("yuv420p",) if even else ()) + ("yuv444p", "bgr0") if f in formats),
+                           formats[0] if formats else "yuv420p")
+        elif formats and pix_fmt not in formats:
+            raise InputError(f"--pix-fmt {pix_fmt}: {encoder} takes {', '.join(formats)}")
+        options = {"crf": str(crf)} if crf is not None else {}
+        self.rate = rate
+        self.count = 0
+        try:
+            self.container = av.open(str(path), "w")
+            self.stream = self.container.add_stream(encoder, rate=rate, options=options)
+            self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, pix_fmt
+            if bitrate:
+                self.stream.bit_rate = parse_bitrate(bitrate)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise InputError(f"{path.suffix}: cannot write {encoder} video there ({_reason(exc)})") from None
+
+    def write(self, image: np.ndarray) -> None:
+        frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(image),
+                                                format="rgb24" if image.ndim == 3 else "gray")
+        frame.pts = self.count
+        frame.time_base = 1 / self.rate
+        self._mux(frame)
+        self.count += 1
+
+    def _mux(self, frame: Any) -> None:
+        try:
+            for packet in self.stream.encode(frame):
+                self.container.mux(packet)
+        except self.av.error.FFmpegError as exc:
+            raise InputError(f"encoding with {self.stream.codec_context.name} failed ({_reason(exc)})") from None
+
+    def close(self) -> None:
+        """Flush the encoder and write the trailer."""
+        self._mux(None)
+        self.container.close()
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        except Exception:  # noqa: BLE001 - the file is being discarded; the first error is the one to report
+            pass
+
+
+def parse_bitrate(text: str) -> int:
+    """``4M``, ``800k`` or ``2500000`` as bits per second."""
+    units = {"k": 1_000, "m": 1_000_000}
+    t = text.strip().lower()
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise InputError(f"--bitrate {text!r}: expected bits per second such as 4M, 800k or 2500000") from None
+    if value <= 0:
+        raise InputError(f"--bitrate {text!r}: must be positive")
+    return int(value)
