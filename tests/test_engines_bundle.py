@@ -95,7 +95,8 @@ def test_trtexec_line_trt10_fp16_pins_the_lookup_layers_to_fp32(lut: Path, tmp_p
     assert {"--profilingVerbosity=detailed", "--dumpLayerInfo", "--exportLayerInfo=lut.layers.json"} <= set(args)
     script = (res.folder / "build.sh").read_text()
     bench = shlex.split(next(ln for ln in script.splitlines() if "--loadEngine=" in ln).removeprefix("echo "))
-    bench = shlex.split(bench[0])
+    bench = bench[0].split()
+    assert bench[0] == "$TRTEXEC"  # the trtexec build.sh found
     assert bench[1:4] == ["--loadEngine=lut.engine", "--shapes=ir:1x1x480x640,vi:1x3x480x640", "--useCudaGraph"]
     assert "--separateProfileRun" in bench
 

@@ -268,7 +268,7 @@ def render_build_sh(spec: BundleSpec) -> str:
     t, p = spec.target, spec.plan
     toolkit = "${PYTHON:-python3} -m lutfuse_deploy " + shlex.join(toolkit_command(spec))
     trtexec = '"$TRTEXEC" ' + shlex.join(trtexec_command(spec)[1:])
-    bench = shlex.join(benchmark_command(spec))
+    bench = shlex.join(benchmark_command(spec)[1:])
     autocast = autocast_command(spec)
     needs_cache = p.calibrator and spec.calib_cache is None
     lines = [
@@ -323,7 +323,7 @@ def render_build_sh(spec: BundleSpec) -> str:
         "esac",
         f'echo "per-layer report (precision, tactic, DLA/GPU of every layer): $PWD/{spec.layers_name}"',
         f'echo "benchmark ({size_text(spec.shapes.opt)} WxH, CUDA graph, profiling in a separate run):"',
-        f"echo {shlex.quote('  ' + bench)}",
+        f'echo "  $TRTEXEC {bench}"',  # names are from a safe alphabet: nothing to quote
         "",
     ]
     return "\n".join(lines)
