@@ -139,7 +139,7 @@ def test_trt11_fp16_is_strongly_typed_after_autocast(lut: Path, tmp_path: Path) 
     script = (res.folder / "build.sh").read_text()
     autocast = next(ln for ln in script.splitlines() if "modelopt.onnx.autocast" in ln)
     assert "--keep_io_types" in autocast and "--op_types_to_exclude GridSample" in autocast
-    assert "/lut/GridSample" in autocast  # --nodes_to_exclude keeps the lookup chain in FP32
+    assert "'^/lut/GridSample$'" in autocast  # --nodes_to_exclude keeps the lookup chain in FP32, anchored
     m = read_manifest(res.folder / "manifest.json")
     assert m["tensorrt_major"] == 11 and "AUTOCAST_FP16" in m["flags"] and "FP16" not in m["flags"]
     assert any("modelopt" in n for n in res.notes)

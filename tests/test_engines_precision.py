@@ -100,3 +100,16 @@ def test_guard_keeps_lookup_colour_and_grid_math_but_not_the_heavy_ops() -> None
     kept = fp32_guard(nodes)
     assert kept == ["sig", "mag", "minmax", "div", "luma", "grid", "lookup", "chroma", "rgb"]
     assert fp32_guard([x for x in nodes if x.op != "GridSample"]) == []
+
+
+def test_autocast_node_patterns_match_exactly_one_name() -> None:
+    import re
+
+    from lutfuse_deploy.engines.precision import exact_name_patterns
+
+    names = ["/lookup/Add_1", "/ctx/norm.0/Mul", "a+b"]
+    patterns = exact_name_patterns(names)
+    others = ["/lookup/Add_10", "x/lookup/Add_1", "/ctx/normX0/Mul", "aab"]
+    for name, pattern in zip(names, patterns):
+        assert re.match(pattern, name)  # AutoCast applies them with re.match
+        assert not any(re.match(pattern, other) for other in others), pattern
