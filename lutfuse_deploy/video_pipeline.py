@@ -52,6 +52,7 @@ class VideoOptions:
     resample_to: str | None = None  # None: rates must match (pair by index); "ir"/"vi": nearest in time
     trim: bool = False  # different lengths: keep the pairs instead of refusing
     tanh_map: str = "clip"
+    ir16: str = "refuse"  # IR frames of more than 8 bits: refuse, or minmax/percentile/linear as for images
     save_frames: Path | None = None
 
 
@@ -218,7 +219,7 @@ def _run(runner: Runner, ir: VideoInfo, vi: VideoInfo, writer: VideoWriter, fram
             save_png(frames_dir / f"{index:06d}.png", image)
 
     vi_mode = "RGB" if vi_channels(runner.kind) == 3 else "L"
-    ir_frames: Background[tuple[float, np.ndarray]] = Background(decode(ir, "L"), "decode-ir")
+    ir_frames: Background[tuple[float, np.ndarray]] = Background(decode(ir, "L", opts.ir16), "decode-ir")
     vi_frames: Background[tuple[float, np.ndarray]] = Background(decode(vi, vi_mode), "decode-vi")
     sink: Sink[tuple[int, np.ndarray]] = Sink(consume, "encode")
     stats = Pairing()

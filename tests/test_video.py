@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_cli
 from PIL import Image
-from video_helpers import audio_only, make_video, read_video, scrambled, truncated
+from video_helpers import audio_only, make_gray16_video, make_video, read_video, scrambled, truncated
 
 from lutfuse_deploy.cli import main
 from lutfuse_deploy.errors import InputError
+from lutfuse_deploy.io.images import normalise_16bit
 from lutfuse_deploy.io.video import Pairing, decode, ffmpeg_errors, pair_by_index, pair_by_time, probe
 from lutfuse_deploy.paths import pretrained_dir
 from lutfuse_deploy.pipeline import prepare, to_8bit
@@ -176,6 +177,24 @@ def test_bad_input_is_one_line_and_writes_nothing(videos: dict[str, Path], tmp_p
     assert len(err.strip().splitlines()) == 1, err  # nothing else: no FFmpeg log lines, no traceback
     _nothing_written(tmp_path, "o.mkv")
     assert not (tmp_path / "frames").exists() or not list((tmp_path / "frames").iterdir())
+
+
+def test_16_bit_ir_video_is_refused_or_mapped_like_16_bit_images(videos: dict[str, Path], tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    ir16, raw = make_gray16_video(tmp_path / "thermal.mkv", 6)
+    out = tmp_path / "o.mkv"
+    code, _, err = _fuse("--model", LUT, "--ir", ir16, "--vi", videos["vi"], "--out", out, capsys=capsys)
+    assert code == 1 and "gray16le IR video" in err and "--ir16" in err
+    _nothing_written(tmp_path, "o.mkv")
+    code, _, err = _fuse("--model", LUT, "--ir", ir16, "--vi", videos["vi"], "--out", out, "--ir16", "percentile",
+                         "--encoder", "ffv1", "--pix-fmt", "bgr0", capsys=capsys)
+    assert code == 0, err
+    got, _ = read_video(out)
+    runner = create_runner(LUT, "torch", threads=1)
+    with runner:
+        for i, (r, vi) in enumerate(zip(raw, _decoded(videos["vi"], "RGB"), strict=True)):
+            want = to_8bit(runner.infer(*prepare(normalise_16bit(r, "percentile"), vi, runner.io))[0], "lutfuse")
+            assert np.array_equal(got[i], want), i
 
 
 def test_truncated_stream_at_the_console_has_no_traceback(videos: dict[str, Path], tmp_path: Path) -> None:

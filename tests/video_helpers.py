@@ -70,3 +70,18 @@ def scrambled(src: Path, dst: Path) -> Path:
         data[i] = (data[i] * 31 + 7) & 255
     dst.write_bytes(bytes(data))
     return dst
+
+
+def make_gray16_video(path: Path, n: int, w: int = 64, h: int = 48) -> tuple[Path, list[np.ndarray]]:
+    """A lossless (FFV1) gray16le stream like a radiometric thermal camera's; returns its frames too."""
+    import av
+
+    raw = [(frame[..., 0].astype(np.uint16) * 97 + 1500 * i).astype(np.uint16)
+           for i, frame in enumerate(frames(n, w, h, seed=7))]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = w, h, "gray16le"
+        for img in raw:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="gray16le")))
+        container.mux(stream.encode())
+    return path, raw

@@ -66,7 +66,8 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
     if video_run(ir, vi, out):
         runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet))
         fuse_videos(runner, ir, vi, out, json_out=json_out, quiet=quiet,
-                    tanh_map=tanh_map if tanh_given(click.get_current_context()) else "clip", **video)
+                    tanh_map=tanh_map if tanh_given(click.get_current_context()) else "clip", ir16=ir16,
+                    **video)
         return
     pairs, problems = find_pairs(ir, vi)
     targets = plan_outputs(pairs, out, save_float)

@@ -94,9 +94,16 @@ def ffmpeg_errors() -> Iterator[None]:
         logging.getLogger("libav").removeHandler(quiet)
 
 
-def decode(info: VideoInfo, mode: str) -> Generator[tuple[float, np.ndarray], None, None]:
-    """(seconds since the first frame, uint8 image) per frame; ``mode`` is ``RGB`` (H x W x 3) or ``L``."""
+def decode(info: VideoInfo, mode: str, ir16: str | None = None) -> Generator[tuple[float, np.ndarray], None, None]:
+    """(seconds since the first frame, uint8 image) per frame; ``mode`` is ``RGB`` (H x W x 3) or ``L``.
+
+    ``ir16`` (IR streams only) maps gray frames of more than 8 bits (radiometric cameras' gray16le,
+    gray12le, ...) as the image path maps 16-bit IR, and ``refuse`` refuses them; FFmpeg would
+    otherwise keep only their top 8 bits without a word.
+    """
     from PIL import Image
+
+    from lutfuse_deploy.io.images import normalise_16bit
 
     av = import_av()
     n = 0
@@ -113,10 +120,17 @@ def decode(info: VideoInfo, mode: str) -> Generator[tuple[float, np.ndarray], No
             except av.error.FFmpegError as exc:
                 raise InputError(f"{info.path}: corrupt stream near frame {n} ({_reason(exc)})") from None
             _check_logs(info, logs, n)
-            rgb = frame.to_ndarray(format="rgb24")
             t = float(frame.time) if frame.time is not None else n / float(info.rate or 1)
             t0 = t if t0 is None else t0
-            yield t - t0, rgb if mode == "RGB" else np.asarray(Image.fromarray(rgb).convert("L"))
+            fmt = frame.format.name
+            if ir16 is not None and fmt.startswith("gray") and fmt != "gray":
+                if ir16 == "refuse":
+                    raise InputError(f"{info.path}: {fmt} IR video (more than 8 bits per pixel); choose a "
+                                     "conversion with --ir16 minmax|percentile|linear")
+                yield t - t0, normalise_16bit(frame.to_ndarray(format="gray16le"), ir16)
+            else:
+                rgb = frame.to_ndarray(format="rgb24")
+                yield t - t0, rgb if mode == "RGB" else np.asarray(Image.fromarray(rgb).convert("L"))
             n += 1
         _check_logs(info, logs, n)
     if info.frames and n < info.frames:
