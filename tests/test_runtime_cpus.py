@@ -59,9 +59,9 @@ def test_load_flags_contention_above_the_threshold() -> None:
 
 def test_load_meter_subtracts_this_process_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     busy, own = iter([1000, 1150]), iter([500, 540])  # ticks: machine +150, this process +40
-    monkeypatch.setattr(cpus, "_busy_ticks", lambda _cpus: next(busy))
-    monkeypatch.setattr(cpus, "_own_ticks", lambda: next(own))
-    monkeypatch.setattr(cpus, "_TICK_HZ", 100)
+    monkeypatch.setattr(cpus, "busy_ticks", lambda _cpus: next(busy))
+    monkeypatch.setattr(cpus, "process_ticks", lambda: next(own))
+    monkeypatch.setattr(cpus, "TICK_HZ", 100)
     meter = LoadMeter()
     meter.cpus = {0, 1}
     meter.start()
@@ -72,7 +72,7 @@ def test_load_meter_subtracts_this_process_from_the_machine(monkeypatch: pytest.
 
 
 def test_load_meter_without_proc_says_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cpus, "_busy_ticks", lambda _cpus: None)
+    monkeypatch.setattr(cpus, "busy_ticks", lambda _cpus: None)
     meter = LoadMeter()
     meter.start()
     assert meter.stop() is None

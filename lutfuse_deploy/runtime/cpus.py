@@ -55,10 +55,10 @@ def available_cpus() -> int:
     return max(1, n)
 
 
-_TICK_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+TICK_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _busy_ticks(cpus: set[int] | None) -> int | None:
+def busy_ticks(cpus: set[int] | None) -> int | None:
     """Non-idle ticks (user, nice, system, irq, softirq, steal) summed over ``cpus`` from /proc/stat.
 
     Steal counts as busy: it is time the hypervisor gave to someone else, which contends as much.
@@ -79,10 +79,10 @@ def _busy_ticks(cpus: set[int] | None) -> int | None:
     return total
 
 
-def _own_ticks() -> int | None:
-    """This process's user + system ticks, all threads (fields 14 and 15 of /proc/self/stat)."""
+def process_ticks(pid: int | str = "self") -> int | None:
+    """A process's user + system ticks, all its threads (fields 14 and 15 of /proc/PID/stat)."""
     try:
-        text = Path("/proc/self/stat").read_text()
+        text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces
@@ -124,14 +124,14 @@ class LoadMeter:
         self._own0: int | None = None
 
     def start(self) -> None:
-        self._t0, self._busy0, self._own0 = time.perf_counter(), _busy_ticks(self.cpus), _own_ticks()
+        self._t0, self._busy0, self._own0 = time.perf_counter(), busy_ticks(self.cpus), process_ticks()
 
     def stop(self) -> Load | None:
-        busy, own, wall = _busy_ticks(self.cpus), _own_ticks(), time.perf_counter() - self._t0
+        busy, own, wall = busy_ticks(self.cpus), process_ticks(), time.perf_counter() - self._t0
         if None in (busy, own, self._busy0, self._own0):
             return None
         assert busy is not None and own is not None and self._busy0 is not None and self._own0 is not None
-        other = max(0, (busy - self._busy0) - (own - self._own0)) / _TICK_HZ
+        other = max(0, (busy - self._busy0) - (own - self._own0)) / TICK_HZ
         n = len(self.cpus) if self.cpus else (os.cpu_count() or 1)
         return Load(wall, min(other, n * wall))  # tick sampling can overshoot a short window
 
