@@ -3,7 +3,7 @@ without one other process spinning on a core, and how busy the rest of the machi
 
     .venv/bin/python tools/threads_contention.py --ir DIR --vi DIR --model lut.safetensors --backend torch
 
-Each configuration runs `lutfuse-deploy fuse --json` in a fresh process (as a user would), so import
+Each configuration runs `lutfuse-deploy fuse --json` on the first --pairs pairs in a fresh process (as a user would), so import
 and load time stay out of the per-pair figure (``mean_model_ms``). The neighbour is
 ``python -c 'while 1: pass'``, started before and killed after each run. "rest" is the CPU time that
 neither fuse nor the neighbour used, per second of wall time: above ~0.1 the numbers are not clean.
@@ -50,6 +50,18 @@ def run_once(args: argparse.Namespace, threads: str, neighbour: bool, out: Path)
             "rest_cpus": max(0.0, (busy1 - busy0) / TICK_HZ - own - spun) / wall}
 
 
+def first_pairs(ir: Path, vi: Path, n: int, tmp: Path) -> tuple[str, str]:
+    """Folders holding links to the first ``n`` same-named pairs of ``ir`` and ``vi``."""
+    vis = {p.stem: p for p in vi.iterdir()}
+    links = tmp / "ir", tmp / "vi"
+    for d in links:
+        d.mkdir()
+    for p in sorted(q for q in ir.iterdir() if q.stem in vis)[:n]:
+        (links[0] / p.name).symlink_to(p.resolve())
+        (links[1] / vis[p.stem].name).symlink_to(vis[p.stem].resolve())
+    return str(links[0]), str(links[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ir", required=True)
@@ -58,8 +70,10 @@ def main() -> None:
     ap.add_argument("--backend", default="torch")
     ap.add_argument("--threads", default="1,2,default", help="comma list; 'default' = no --threads")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--pairs", type=int, default=4, help="fuse the first N pairs of the folders (by name)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        args.ir, args.vi = first_pairs(Path(args.ir), Path(args.vi), args.pairs, Path(tmp))
         for rep in range(args.repeats):
             for neighbour in (True, False):
                 for threads in args.threads.split(","):
