@@ -170,8 +170,9 @@ def check_streams(ir: VideoInfo, vi: VideoInfo, resample_to: str | None) -> Frac
         raise InputError(f"{ir.path.name} is {ir.size} but {vi.path.name} is {vi.size}: "
                          "the streams must have the same frame size")
     if resample_to is None:
-        if ir.rate and vi.rate and ir.rate != vi.rate:
-            raise InputError(f"{ir.path.name} is {float(ir.rate):g} fps and {vi.path.name} {float(vi.rate):g} fps: "
+        # containers round rates differently (30000/1001 vs 2997/100): within 0.1 % is the same rate
+        if ir.rate and vi.rate and abs(ir.rate - vi.rate) > ir.rate / 1000:
+            raise InputError(f"{ir.path.name} is {float(ir.rate):.6g} fps and {vi.path.name} {float(vi.rate):.6g} fps: "
                              "pass --resample-to ir (or vi) to pair frames by nearest timestamp")
     elif resample_to not in ("ir", "vi"):
         raise InputError(f"--resample-to {resample_to!r}: choose ir or vi")

@@ -19,11 +19,19 @@ from video_helpers import audio_only, make_gray16_video, make_video, read_video,
 from lutfuse_deploy.cli import main
 from lutfuse_deploy.errors import InputError
 from lutfuse_deploy.io.images import normalise_16bit
-from lutfuse_deploy.io.video import Pairing, decode, ffmpeg_errors, pair_by_index, pair_by_time, probe
+from lutfuse_deploy.io.video import (
+    Pairing,
+    VideoInfo,
+    decode,
+    ffmpeg_errors,
+    pair_by_index,
+    pair_by_time,
+    probe,
+)
 from lutfuse_deploy.paths import pretrained_dir
 from lutfuse_deploy.pipeline import prepare, to_8bit
 from lutfuse_deploy.runtime import create_runner
-from lutfuse_deploy.video_pipeline import VideoOptions, fuse_video
+from lutfuse_deploy.video_pipeline import VideoOptions, check_streams, fuse_video
 
 LUT = pretrained_dir() / "lutfuse.safetensors"
 MINI = pretrained_dir() / "mini.safetensors"
@@ -120,6 +128,15 @@ def test_different_rates_are_refused_or_paired_by_nearest_time(videos: dict[str,
         assert code == 0, err
         got, got_rate = read_video(out)
         assert len(got) == n and got_rate == rate
+
+
+def test_rates_that_differ_only_by_container_rounding_pair_by_index() -> None:
+    def info(rate: Fraction) -> VideoInfo:
+        return VideoInfo(Path("x.mp4"), 64, 48, rate, 0, "h264")
+
+    assert check_streams(info(Fraction(30000, 1001)), info(Fraction(2997, 100)), None) == Fraction(30000, 1001)
+    with pytest.raises(InputError, match="29.97 fps and x.mp4 25 fps"):
+        check_streams(info(Fraction(30000, 1001)), info(Fraction(25)), None)
 
 
 def test_nearest_time_pairing_picks_the_closest_frame() -> None:
