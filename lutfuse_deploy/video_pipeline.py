@@ -178,11 +178,12 @@ def check_streams(ir: VideoInfo, vi: VideoInfo, resample_to: str | None) -> Frac
         raise InputError(f"--resample-to {resample_to!r}: choose ir or vi")
     lead = vi if resample_to == "vi" else ir
     other = ir if resample_to == "vi" else vi
+    for v in (lead, other) if resample_to else ():
+        if v.rate is None:
+            raise InputError(f"{v.path.name}: the container gives no frame rate to pair by time")
     rate = lead.rate or other.rate
     if rate is None:
         raise InputError(f"{lead.path.name}: the container gives no frame rate")
-    if resample_to and other.rate is None:
-        raise InputError(f"{other.path.name}: the container gives no frame rate to pair by time")
     return rate
 
 
@@ -229,9 +230,9 @@ def _run(runner: Runner, ir: VideoInfo, vi: VideoInfo, writer: VideoWriter, fram
     else:
         lead_is_ir = opts.resample_to == "ir"
         lead, other = (ir_frames, vi_frames) if lead_is_ir else (vi_frames, ir_frames)
-        other_rate = (vi if lead_is_ir else ir).rate
-        assert other_rate is not None  # check_streams refused an unknown rate
-        pairs = pair_by_time(iter(lead), iter(other), other_rate, stats, lead_is_ir)
+        lead_rate, other_rate = (ir.rate, vi.rate) if lead_is_ir else (vi.rate, ir.rate)
+        assert lead_rate is not None and other_rate is not None  # check_streams refused unknown rates
+        pairs = pair_by_time(iter(lead), iter(other), lead_rate, other_rate, stats, lead_is_ir)
     total = (ir if opts.resample_to != "vi" else vi).frames or None
     bar = tqdm(total=total, unit="frame", disable=not (progress and sys.stderr.isatty()), leave=False)
     t0 = time.perf_counter()

@@ -140,14 +140,22 @@ def test_rates_that_differ_only_by_container_rounding_pair_by_index() -> None:
 
 
 def test_nearest_time_pairing_picks_the_closest_frame() -> None:
-    ir = [(i / 10, np.full((2, 2), i)) for i in range(6)]
-    vi = [(j / 30, np.full((2, 2), j)) for j in range(14)]  # ends at 0.433 s: IR frame 5 (0.5 s) has none
-    stats = Pairing()
-    pairs = list(pair_by_time(iter(ir), iter(vi), Fraction(30), stats, lead_is_ir=True))
+    def stream(n: int, rate: int) -> list[tuple[float, np.ndarray]]:
+        return [(i / rate, np.full((2, 2), i)) for i in range(n)]
+
+    ir = stream(6, 10)  # 0 .. 0.5 s, each shown 0.1 s
+    stats = Pairing()  # visible ends at 0.433 s: IR frame 5 (0.5 s) has no partner
+    pairs = list(pair_by_time(iter(ir), iter(stream(14, 30)), Fraction(10), Fraction(30), stats, lead_is_ir=True))
     assert [(int(a[0, 0]), int(b[0, 0])) for a, b in pairs] == [(0, 0), (1, 3), (2, 6), (3, 9), (4, 12)]
-    assert (stats.pairs, stats.ir_frames, stats.vi_frames, stats.ir_left) == (5, 6, 14, [5])
+    assert (stats.pairs, stats.ir_frames, stats.vi_frames, stats.ir_left, stats.vi_left) == (5, 6, 14, [5], [])
+    stats = Pairing()  # visible runs to 0.767 s: its frames from 0.6 s on (18-23) come after the IR ends
+    pairs = list(pair_by_time(iter(ir), iter(stream(24, 30)), Fraction(10), Fraction(30), stats, lead_is_ir=True))
+    assert [int(b[0, 0]) for _, b in pairs] == [0, 3, 6, 9, 12, 15]
+    assert (stats.ir_left, stats.vi_left, stats.vi_frames) == ([], list(range(18, 24)), 24)
+    assert stats.leftover(Path("ir.mp4"), Path("vi.mp4")) == (
+        "ir.mp4 has 6 frames and vi.mp4 24: fused 6, left frames 18-23 of vi.mp4 unfused")
     stats = Pairing()
-    assert len(list(pair_by_index(iter(ir), iter(vi), stats))) == 6
+    assert len(list(pair_by_index(iter(ir), iter(stream(14, 30)), stats))) == 6
     assert stats.vi_left == list(range(6, 14)) and stats.ir_left == []
 
 

@@ -182,31 +182,34 @@ def pair_by_index(ir: Iterator[tuple[float, np.ndarray]], vi: Iterator[tuple[flo
 
 
 def pair_by_time(lead: Iterator[tuple[float, np.ndarray]], other: Iterator[tuple[float, np.ndarray]],
-                 other_rate: Fraction, stats: Pairing, lead_is_ir: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                 lead_rate: Fraction, other_rate: Fraction, stats: Pairing,
+                 lead_is_ir: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Different rates: each ``lead`` frame with the ``other`` frame nearest in time (both timed from
-    their first frame); a lead frame a whole ``other`` frame period or more from every frame is left."""
-    period = (1 - 1e-6) / float(other_rate)  # a frame is shown for one period: no farther than that
-    cur = next(other, None)
-    nxt = next(other, None)
-    n_other = (cur is not None) + (nxt is not None)
+    their first frame). A frame is shown for one frame period, so a lead frame a whole ``other``
+    period or more from every ``other`` frame is left, and so are ``other`` frames a whole lead
+    period or more after the last lead frame."""
+    other_period = (1 - 1e-6) / float(other_rate)
+    frames = enumerate(other)
+    cur, nxt = next(frames, None), next(frames, None)  # (index, (time, image)) around the lead frame
     lead_left: list[int] = []
-    i = -1
-    for i, (t, img) in enumerate(lead):
-        while nxt is not None and abs(nxt[0] - t) < abs(cur[0] - t):  # type: ignore[index]
-            cur, nxt = nxt, next(other, None)
-            n_other += nxt is not None
-        if cur is None or abs(cur[0] - t) >= period:
-            lead_left.append(i)
+    n_lead, t_last = 0, 0.0
+    for t, img in lead:
+        while cur is not None and nxt is not None and abs(nxt[1][0] - t) < abs(cur[1][0] - t):
+            cur, nxt = nxt, next(frames, None)
+        n_lead, t_last = n_lead + 1, t
+        if cur is None or abs(cur[1][0] - t) >= other_period:
+            lead_left.append(n_lead - 1)
             continue
         stats.pairs += 1
-        yield (img, cur[1]) if lead_is_ir else (cur[1], img)
-    n_other += sum(1 for _ in other)
-    n_lead = i + 1
-    stats.ir_frames, stats.vi_frames = (n_lead, n_other) if lead_is_ir else (n_other, n_lead)
+        yield (img, cur[1][1]) if lead_is_ir else (cur[1][1], img)
+    end = t_last + (1 - 1e-6) / float(lead_rate)
+    rest = [f for f in (cur, nxt) if f is not None] + list(frames)
+    other_left = [j for j, (s, _) in rest if s >= end]
+    n_other = rest[-1][0] + 1 if rest else 0
     if lead_is_ir:
-        stats.ir_left = lead_left
+        stats.ir_frames, stats.vi_frames, stats.ir_left, stats.vi_left = n_lead, n_other, lead_left, other_left
     else:
-        stats.vi_left = lead_left
+        stats.ir_frames, stats.vi_frames, stats.ir_left, stats.vi_left = n_other, n_lead, other_left, lead_left
 
 
 class VideoWriter:
