@@ -173,3 +173,18 @@ def test_unplannable_names_missing_targets():
 
 def test_all_held_needs_at_least_one_check():
     assert not all_held([])
+
+
+def test_checks_note_thin_percentiles_and_contended_rounds():
+    from profile_fakes import fake_measurement
+
+    results = [fake_measurement(backend="torch", ms=[40.0] * 10, others=[0.0, 1.0]),
+               fake_measurement(backend="onnxruntime", ms=[10.0] * 10, others=[0.0, 1.0], index=1)]
+    budgets = parse_budgets({"budgets": [
+        {"model": "lutfuse", "backend": "onnxruntime", "resolution": "640x480", "p99_ms": 50, "p50_ms": 50,
+         "ratio_to": {"backend": "torch", "max": 0.5}}]})
+    p50, p99, ratio = evaluate(budgets, results)
+    assert (p50.metric, p99.metric) == ("p50_ms", "p99_ms")
+    assert p99.held and "onnxruntime p99 from 10 samples (needs 100)" in p99.note and "1/2 rounds contended" in p99.note
+    assert p50.note == "1/2 rounds contended"
+    assert ratio.note == "4.00x faster; 1/2 rounds contended"

@@ -33,7 +33,7 @@ from typing import Any
 from lutfuse_deploy import MODEL_KINDS
 from lutfuse_deploy.errors import ConfigError, InputError
 from lutfuse_deploy.profile.lanes import MODES
-from lutfuse_deploy.profile.timing import Measurement, Resolution
+from lutfuse_deploy.profile.timing import MIN_SAMPLES, Measurement, Resolution
 from lutfuse_deploy.runtime import BACKENDS
 
 LIMIT_KEYS = ("p50_ms", "p95_ms", "p99_ms")
@@ -237,7 +237,7 @@ def evaluate(budgets: Sequence[Budget], results: Sequence[Measurement]) -> list[
         m = found[0]
         for key, limit in b.limits:
             value = _stat(m, key[:-3])
-            checks.append(Check(b, key, limit, value, "held" if value <= limit else "over"))
+            checks.append(Check(b, key, limit, value, "held" if value <= limit else "over", _caveats(m, key)))
         if b.ratio is not None:
             checks.append(_ratio_check(b, b.ratio, m, results))
     return checks
@@ -254,8 +254,21 @@ def _ratio_check(b: Budget, r: RatioLimit, m: Measurement, results: Sequence[Mea
         return Check(b, metric, r.max, None, status, note)
     ref = _stat(refs[0], r.stat)
     value = _stat(m, r.stat) / ref if ref > 0 else math.inf
-    note = f"{1 / value:.2f}x faster" if value > 0 else ""
+    note = "; ".join(x for x in (f"{1 / value:.2f}x faster" if value > 0 else "",
+                                 _caveats(refs[0], f"{r.stat}_ms", contention=False), _caveats(m, f"{r.stat}_ms"))
+                    if x)
     return Check(b, metric, r.max, value, "held" if value <= r.max else "over", note)
+
+
+def _caveats(m: Measurement, key: str, contention: bool = True) -> str:
+    """What makes a measured number weaker than it looks: too few samples, a busy machine (the
+    rounds are shared by every result at one size, so a ratio names them once)."""
+    out = []
+    if key in m.stats.underpowered():
+        out.append(f"{m.backend} {key[:-3]} from {m.stats.n} samples (needs {MIN_SAMPLES[key]})")
+    if contention and m.contended_rounds:
+        out.append(f"{m.contended_rounds}/{len(m.round_loads)} rounds contended")
+    return "; ".join(out)
 
 
 def unplannable(budgets: Sequence[Budget], planned: set[tuple[str, str, Resolution]]) -> list[str]:
