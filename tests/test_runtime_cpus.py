@@ -96,3 +96,21 @@ def test_load_meter_sees_a_busy_neighbour() -> None:
         busy.wait()
     assert seen is not None and seen.wall_s >= 0.8
     assert seen.other_cpus > 0.5
+
+
+def test_fuse_without_threads_says_what_it_chose(tmp_path: Path, pair_folders: tuple[Path, Path]) -> None:
+    from conftest import run_cli
+
+    from lutfuse_deploy.paths import pretrained_dir
+
+    ir, vi = pair_folders
+    proc = run_cli("fuse", "--model", pretrained_dir() / "mini.safetensors", "--ir", ir, "--vi", vi,
+                   "--out", tmp_path / "o")
+    assert proc.returncode == 0, proc.stderr
+    line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("threads: "))
+    assert f"auto: {cpus.available_cpus()} CPU(s) available" in line
+    chosen = int(line.split()[1])
+    assert 1 <= chosen <= cpus.available_cpus()
+    quiet = run_cli("fuse", "--model", pretrained_dir() / "mini.safetensors", "--ir", ir, "--vi", vi,
+                    "--out", tmp_path / "q", "--json")
+    assert quiet.returncode == 0 and "threads:" not in quiet.stderr
