@@ -128,3 +128,30 @@ def test_targets_fit_the_terminal() -> None:
     assert proc.returncode == 0, proc.stderr
     assert max(len(ln) for ln in proc.stdout.splitlines()) <= 90
     assert "orin-nx" in proc.stdout  # names fold, never cut to "orin-n…"
+
+
+def test_fuse_refuses_a_pair_that_will_not_fit_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from lutfuse_deploy.cli import main
+    from lutfuse_deploy.runtime import memory
+
+    assert (memory.available_mib() or 0) > 0  # this machine's figure is readable
+    ir, vi = synthetic_pair(h=96, w=128)
+    Image.fromarray(ir).save(tmp_path / "ir.png")
+    Image.fromarray(vi).save(tmp_path / "vi.png")
+    ckpt = save_checkpoint(analytic_lutfuse(), tmp_path / "lut.safetensors")
+    need = memory.estimate_mib("lutfuse", "torch", 128, 96)
+    assert need is not None and need < memory.estimate_mib("lutfuse", "torch", 8000, 8000)  # type: ignore[operator]
+    monkeypatch.setattr(memory, "available_mib", lambda: need / 2)
+    args = ["fuse", "--model", str(ckpt), "--ir", str(tmp_path / "ir.png"), "--vi", str(tmp_path / "vi.png"),
+            "--out", str(tmp_path / "fused.png")]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert "128x96" in line and f"{need / 1024:.1f} GiB" in line and "--no-memory-check" in line
+    assert not (tmp_path / "fused.png").exists()
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--no-memory-check"])
+    assert info.value.code == 0 and (tmp_path / "fused.png").is_file()

@@ -42,16 +42,19 @@ if TYPE_CHECKING:
 @click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON on stdout.")
 @video_options
 @click.option("--quiet", is_flag=True, help="No progress bar (none is drawn when stderr is not a terminal).")
+@click.option("--no-memory-check", is_flag=True,
+              help="Run even when the estimated peak memory of the largest pair exceeds the available memory.")
 def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision: str, save_float: bool,
              device: str, threads: int | None, ir16: str, tanh_map: str, json_out: bool, quiet: bool,
-             **video: Any) -> None:
+             no_memory_check: bool, **video: Any) -> None:
     """Fuse IR/visible pairs: --ir and --vi are two images, or two folders of same-named pairs
     (ir/00001.png <-> vi/00001.jpg).
 
     Writes OUT/NAME.png (or the file OUT.png for one pair): RGB for lutfuse, gray for MMDRFuse.
     Images are read upright (EXIF orientation applied). A bad pair is reported on one line and
     skipped; the exit status is 1 if anything failed. An output that is one of the inputs, or
-    cannot be written, is refused before any work.
+    cannot be written, is refused before any work, and so is a pair whose estimated peak memory
+    exceeds the available memory (docs/performance.md, "Memory").
 
     Videos: with --ir, --vi and --out video files (.mp4, .mkv, ...) the streams are paired frame by
     frame and the fused frames encoded at the input's rate (the Video options; docs/usage.md, Video).
@@ -77,6 +80,10 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
     for p in problems:
         click.echo(f"error: {p}", err=True)
     runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet))
+    if not no_memory_check:
+        from lutfuse_deploy.runtime.memory import check_memory, largest_image, memory_device
+
+        check_memory(runner.kind, backend, memory_device(backend, device), largest_image([p.ir for p in pairs]))
     summary = fuse_pairs(runner, pairs, out, save_float=save_float, tanh_map=tanh_map, ir16=ir16,
                          progress=not quiet and sys.stderr.isatty())
     summary.failed[:0] = problems
