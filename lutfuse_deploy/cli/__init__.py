@@ -62,8 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # a write outside atomic_path, or an unreadable input: one line, no traceback
         from lutfuse_deploy.io.files import os_reason
 
-        where = f"{exc.filename}: " if exc.filename else ""
-        click.echo(f"error: {where}{os_reason(exc)}", err=True)
+        if exc.filename2:  # a copy or rename: the second name is where it was going
+            click.echo(f"error: {exc.filename2}: {os_reason(exc)} (from {exc.filename})", err=True)
+        else:
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{os_reason(exc)}", err=True)
         sys.exit(1)
     except MemoryError:
         click.echo("error: out of memory; use a smaller image or a machine with more memory", err=True)

@@ -126,8 +126,15 @@ def staged_dir(final: Path) -> Iterator[Path]:
     succeeds (an older ``final`` is moved aside first and removed after)."""
     import shutil
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    from lutfuse_deploy.errors import OutputError
+
+    if final.exists() and not final.is_dir():
+        raise OutputError(f"{final}: exists and is not a folder (cannot write outputs into it)")
+    ensure_dir(final.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    except OSError as exc:
+        raise OutputError(f"{final}: cannot write ({os_reason(exc)})") from None
     try:
         yield tmp
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -135,6 +142,11 @@ def staged_dir(final: Path) -> Iterator[Path]:
             os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
+    except OutputError as exc:  # written inside the staging folder: name the folder the user asked for
+        raise OutputError(str(exc).replace(str(tmp), str(final))) from None
+    except OSError as exc:
+        where = str(exc.filename2 or exc.filename or final).replace(str(tmp), str(final))
+        raise OutputError(f"{where}: cannot write ({os_reason(exc)})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
