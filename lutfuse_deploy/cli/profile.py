@@ -165,10 +165,8 @@ def profile_command(
     if plot_path and importlib.util.find_spec("matplotlib") is None:
         raise MissingDependency("matplotlib", "plot")
 
-    def progress(msg: str) -> None:
-        click.echo(msg, err=True)
-
     with report.RoundProgress(Console(stderr=True)) as on_round:
+        progress = on_round.message
         run = run_profile(
             pairs,
             sizes,

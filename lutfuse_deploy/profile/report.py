@@ -224,7 +224,8 @@ def checks_table(checks: Sequence[Check]) -> Any:
 # -- progress --------------------------------------------------------------------------------------
 class RoundProgress:
     """``on_round(resolution, done, total)`` for ``run_profile``: a rich bar on a terminal; elsewhere
-    (logs, CI) a plain line at most every ``every_s`` seconds, so short runs print nothing extra."""
+    (logs, CI) a plain line at most every ``every_s`` seconds, so short runs print nothing extra.
+    The bar is redrawn between rounds only: a refresh thread would take CPU from the timed work."""
 
     def __init__(self, console: Any, every_s: float = 10.0) -> None:
         import time
@@ -239,7 +240,7 @@ class RoundProgress:
         if self.console.is_terminal:
             from rich.progress import Progress
 
-            self._bar = Progress(console=self.console, transient=True)
+            self._bar = Progress(console=self.console, transient=True, auto_refresh=False)
             self._bar.start()
         return self
 
@@ -247,12 +248,16 @@ class RoundProgress:
         if self._bar is not None:
             self._bar.stop()
 
+    def message(self, text: str) -> None:
+        """A progress line (loading, lanes) printed above the bar instead of through it."""
+        self.console.print(text, markup=False, highlight=False)
+
     def __call__(self, res: Any, done: int, total: int) -> None:
         if self._bar is not None:
             if res != self._res:
                 self._res = res
                 self._task = self._bar.add_task(f"{res} rounds", total=total)
-            self._bar.update(self._task, completed=done)
+            self._bar.update(self._task, completed=done, refresh=True)
         elif self._clock() - self._last >= self.every_s:
             self._last = self._clock()
             self.console.print(f"{res}: round {done}/{total}")
