@@ -148,3 +148,19 @@ def test_profile_times_both_backends_in_one_run(graphs: dict[str, Path], tmp_pat
     assert [r["backend"] for r in doc["results"]] == ["onnxruntime", "openvino"]
     assert all(len(r["rounds"]) == 3 and r["iterations"] == 3 for r in doc["results"])
     assert doc["environment"]["libraries"]["openvino"]
+
+
+def test_uint8_static_graph_matches_and_refuses_other_sizes(tmp_path: Path) -> None:
+    from lutfuse_deploy.export.onnx import torch_to_onnx
+
+    graph = torch_to_onnx(pretrained_dir() / SHIPPED["mmdrfuse-student"], tmp_path / "mini-u8.onnx", io="uint8",
+                          height=40, width=56)
+    ov_runner, ort_runner = OvRunner(graph, threads=1), create_runner(graph, "onnxruntime", threads=1)
+    assert (ov_runner.kind, ov_runner.io) == ("mmdrfuse-student", "uint8")
+    ir, vi = check_input("mmdrfuse-student", "uint8", 40, 56)
+    got, want = ov_runner.infer(ir, vi), ort_runner.infer(ir, vi)
+    assert got.dtype == np.uint8 and np.abs(got.astype(int) - want).max() <= 1
+    assert ov_runner.check_size() == (40, 56)
+    small_ir, small_vi = check_input("mmdrfuse-student", "uint8", 32, 32)
+    with pytest.raises(InputError, match="exported for 56x40 only"):
+        ov_runner.infer(small_ir, small_vi)
