@@ -88,6 +88,15 @@ def test_outputs_in_the_way_are_refused_before_any_work(tmp_path: Path, pair_fol
     assert not list((tmp_path / "d.onnx").iterdir())
 
 
+def _official_student(path: Path) -> None:
+    """A file shaped like the released student.model (a state_dict), for import-official."""
+    import torch
+
+    from lutfuse_deploy.models import create_model
+
+    torch.save(create_model("mmdrfuse-student").state_dict(), path)
+
+
 def _fail_with(exc: OSError):  # noqa: ANN202
     def fail(*_a: object, **_k: object) -> None:
         raise exc
@@ -95,7 +104,8 @@ def _fail_with(exc: OSError):  # noqa: ANN202
     return fail
 
 
-@pytest.mark.parametrize("case", ["read-only-folder", "disk-full-png", "disk-full-checkpoint", "disk-full-json"])
+@pytest.mark.parametrize("case", ["read-only-folder", "read-only-import", "disk-full-png", "disk-full-checkpoint",
+                                  "disk-full-json"])
 def test_os_errors_on_outputs_are_one_line(tmp_path: Path, pair_folders: tuple[Path, Path], lut: Path,  # noqa: F811
                                            capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
                                            case: str) -> None:
@@ -110,15 +120,16 @@ def test_os_errors_on_outputs_are_one_line(tmp_path: Path, pair_folders: tuple[P
     if case == "read-only-folder":
         monkeypatch.setattr(tempfile, "mkstemp", _fail_with(PermissionError(errno.EACCES, "Permission denied")))
         args, needle = ["fuse", "--model", lut, "--ir", ir, "--vi", vi, "--out", out], "Permission denied"
+    elif case == "read-only-import":
+        _official_student(tmp_path / "student.model")
+        monkeypatch.setattr(tempfile, "mkstemp", _fail_with(PermissionError(errno.EACCES, "Permission denied")))
+        args = ["import-official", "mmdrfuse", "--student", tmp_path / "student.model", "-o", out / "m.safetensors"]
+        needle = "Permission denied"
     elif case == "disk-full-png":
         monkeypatch.setattr(PILImage.Image, "save", _fail_with(enospc))
         args, needle = ["fuse", "--model", lut, "--ir", ir, "--vi", vi, "--out", out], "No space left on device"
     elif case == "disk-full-checkpoint":
-        import torch
-
-        from lutfuse_deploy.models import create_model
-
-        torch.save(create_model("mmdrfuse-student").state_dict(), tmp_path / "student.model")
+        _official_student(tmp_path / "student.model")
         # safetensors reports ENOSPC as its own error type, with the OS text inside
         monkeypatch.setattr(safetensors.torch, "save_file",
                             _fail_with(RuntimeError("No space left on device (os error 28)")))  # type: ignore[arg-type]
@@ -154,11 +165,7 @@ def test_fuse_out_png_for_one_pair_writes_that_file(tmp_path: Path, pair_folders
 
 
 def test_checkpoints_get_normal_file_modes(tmp_path: Path) -> None:
-    import torch
-
-    from lutfuse_deploy.models import create_model
-
-    torch.save(create_model("mmdrfuse-student").state_dict(), tmp_path / "student.model")
+    _official_student(tmp_path / "student.model")
     proc = run_cli("import-official", "mmdrfuse", "--student", tmp_path / "student.model",
                    "-o", tmp_path / "s.safetensors")
     assert proc.returncode == 0, proc.stderr
