@@ -69,7 +69,7 @@ def test_validation_too_small_for_the_metrics_is_refused_at_load(tmp_path: Path)
     ir, vi = synthetic_pair(h=VIF_MIN_SIDE, w=80)  # odd height: even cropping leaves 40
     Image.fromarray(ir).save(tmp_path / "ir" / "a.png")
     Image.fromarray(vi).save(tmp_path / "vi" / "a.png")
-    with pytest.raises(InputError, match=f"80x{VIF_MIN_SIDE - 1} after even cropping"):
+    with pytest.raises(InputError, match=rf"image 80x{VIF_MIN_SIDE}\) is 80x{VIF_MIN_SIDE - 1} after even cropping"):
         validation_pairs(tmp_path, 4, 0)
 
 

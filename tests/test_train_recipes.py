@@ -123,9 +123,9 @@ def test_holdout_is_spread_over_each_set_and_disjoint_from_training(tmp_path: Pa
     assert len(train) == 12 and len(held) == 6 and not {p.name for p in train} & {p.name for p in held}
     # evenly spaced by name, not the first or last few: indices 1 and 4 of 0..5 in every set
     assert [p.name for p in held] == [f"{s}/{i:03d}" for s in ("msrs", "llvip", "roadscene") for i in (1, 4)]
-    val = holdout_pairs(held, pairs=1, crop=32)
+    val = holdout_pairs(held, pairs=1, crop=48)  # the smallest even crop 4-scale VIF can score is 42
     assert [n for n, _, _ in val] == ["msrs/001", "llvip/001", "roadscene/001"]
-    assert all(ir.shape == (32, 32) and rgb.shape == (32, 32, 3) for _, ir, rgb in val)
+    assert all(ir.shape == (48, 48) and rgb.shape == (48, 48, 3) for _, ir, rgb in val)
     with pytest.raises(InputError, match="data.holdout: 6 pairs per set would leave set 'msrs'"):
         split_holdout(pairs, 6)
 

@@ -206,9 +206,10 @@ def _centre_crop(p: ImagePair, crop: int, name: str) -> tuple[str, np.ndarray, n
     ch, cw = (min(crop, h), min(crop, w)) if crop else (h, w)
     ch, cw = ch - ch % 2, cw - cw % 2
     if min(ch, cw) < VIF_MIN_SIDE:
+        cause = f"crop {crop}" if crop and crop < min(h, w) else f"image {w}x{h}"
         raise InputError(
-            f"{p.ir}: validation pair {name} is {cw}x{ch} after even cropping, smaller than the "
-            f"{VIF_MIN_SIDE}x{VIF_MIN_SIDE} the validation metrics need (4-scale VIF)"
+            f"{p.ir}: validation pair {name} ({cause}) is {cw}x{ch} after even cropping, smaller than "
+            f"the {VIF_MIN_SIDE}x{VIF_MIN_SIDE} the validation metrics need (4-scale VIF)"
         )
     y, x = (h - ch) // 2, (w - cw) // 2
     return name, ir[y : y + ch, x : x + cw], rgb[y : y + ch, x : x + cw]
