@@ -187,5 +187,5 @@ def test_unwritable_report_is_one_line_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")  # a file where a folder is needed
     for writer in (write_json, write_csv):
-        with pytest.raises(LutfuseError, match="cannot write the report"):
+        with pytest.raises(LutfuseError, match=f"{blocker}: exists and is not a folder"):
             writer(blocker / "r.out", report)

@@ -118,21 +118,15 @@ def write_json(path: str | os.PathLike[str], report: Report) -> None:
         },
         "mean": {m: _json_value(v) for m, v in report["mean"].items()},
     }
-    try:
-        write_json_atomic(path, obj)
-    except OSError as exc:
-        raise LutfuseError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
+    write_json_atomic(path, obj)  # OS errors become one OutputError naming the path
 
 
 def write_csv(path: str | os.PathLike[str], report: Report) -> None:
     """One row per image then a ``mean`` row; full float precision; written atomically."""
-    try:
-        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["image", *METRIC_NAMES])
-            for name, row in report["per_image"].items():
-                writer.writerow([name, *(repr(row[m]) for m in METRIC_NAMES)])
-            if report["mean"]:
-                writer.writerow(["mean", *(repr(report["mean"][m]) for m in METRIC_NAMES)])
-    except OSError as exc:
-        raise LutfuseError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", *METRIC_NAMES])
+        for name, row in report["per_image"].items():
+            writer.writerow([name, *(repr(row[m]) for m in METRIC_NAMES)])
+        if report["mean"]:
+            writer.writerow(["mean", *(repr(report["mean"][m]) for m in METRIC_NAMES)])
