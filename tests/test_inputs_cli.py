@@ -155,3 +155,18 @@ def test_fuse_refuses_a_pair_that_will_not_fit_in_memory(tmp_path: Path, monkeyp
     with pytest.raises(SystemExit) as info:
         main([*args, "--no-memory-check"])
     assert info.value.code == 0 and (tmp_path / "fused.png").is_file()
+
+
+def test_profile_refuses_a_size_that_will_not_fit_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from lutfuse_deploy.cli import main
+    from lutfuse_deploy.runtime import memory
+
+    ckpt = save_checkpoint(create_model("mmdrfuse-student"), tmp_path / "mini.safetensors")
+    monkeypatch.setattr(memory, "available_mib", lambda: 1.0)
+    with pytest.raises(SystemExit) as info:
+        main(["profile", "--model", str(ckpt), "--resolutions", "64x48,320x240", "--iters", "1"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "Traceback" not in err
+    assert any(ln.startswith("error: a 320x240 pair needs about") and "--no-memory-check" in ln
+               for ln in err.splitlines()), err

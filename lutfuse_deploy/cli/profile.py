@@ -124,6 +124,8 @@ Examples:
     "--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG plot (needs matplotlib)."
 )
 @click.option("--budget", "budget_path", type=click.Path(dir_okay=False), help="Budgets YAML to gate on.")
+@click.option("--no-memory-check", is_flag=True,
+              help="Run even when the estimated peak memory at the largest size exceeds the available memory.")
 def profile_command(
     models: tuple[str, ...],
     backends: tuple[str, ...],
@@ -141,6 +143,7 @@ def profile_command(
     json_path: str | None,
     plot_path: str | None,
     budget_path: str | None,
+    no_memory_check: bool,
 ) -> None:
     """Measure latency of one or more models/backends side by side, on the same inputs."""
     import importlib.util
@@ -180,6 +183,7 @@ def profile_command(
             on_round=on_round,
             precision=precision,
             quiet_only=quiet_only,
+            memory_check=not no_memory_check,
         )
     for note in run.notes:
         progress(note)

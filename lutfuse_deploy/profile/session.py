@@ -88,6 +88,7 @@ def run_profile(
     on_round: Callable[[Resolution, int, int], None] | None = None,
     precision: str = "fp32",
     quiet_only: bool = False,
+    memory_check: bool = True,
 ) -> ProfileRun:
     """Create one runner per pair, measure all of them interleaved, evaluate ``budgets`` if given.
 
@@ -129,6 +130,11 @@ def run_profile(
             if backend == "openvino":
                 options["precision"] = precision
             runner = stack.enter_context(runtime.create_runner(model, backend, **options))
+            if memory_check and resolutions:  # the largest size, before any is timed
+                from lutfuse_deploy.runtime.memory import check_memory, memory_device
+
+                big = max(resolutions, key=lambda r: r.width * r.height)
+                check_memory(runner.kind, backend, memory_device(backend, device), (big.width, big.height))
             describe = getattr(runner, "describe_precision", None)
             if callable(describe):
                 notes.append(describe())
