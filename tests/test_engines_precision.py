@@ -113,3 +113,11 @@ def test_autocast_node_patterns_match_exactly_one_name() -> None:
     for name, pattern in zip(names, patterns):
         assert re.match(pattern, name)  # AutoCast applies them with re.match
         assert not any(re.match(pattern, other) for other in others), pattern
+
+
+def test_dla_on_tensorrt_11_for_agx_orin_on_jetpack_7() -> None:
+    """TensorRT 11.4 brings the DLA to AGX Orin (JetPack 7.2.2+): FP16 through AutoCast, on DLA core 1."""
+    jp7 = load_target("agx-orin-jp7")
+    p = plan_precision("fp16", 11, jp7, has_lookup=False, onnx_has_qdq=False, onnx_has_fp16=False,
+                       have_calibration=False, dla_core=1, onnx_ops=frozenset({"Conv", "Tanh"}))
+    assert p.strongly_typed and p.autocast_fp16
