@@ -36,6 +36,7 @@ def test_folder_fuses_every_pair(tmp_path: Path, pair_folders: tuple[Path, Path]
     assert proc.returncode == 0, proc.stderr
     assert _outputs(tmp_path / "o") == [f"{i:05d}.{ext}" for i in range(3) for ext in ("npy", "png")]
     assert "3 fused, 0 failed" in proc.stdout and "ms per pair" in proc.stdout
+    assert "\r" not in proc.stderr and "pair/s" not in proc.stderr  # no progress bar drawn into a pipe
     png = np.asarray(Image.open(tmp_path / "o" / "00000.png"))
     assert png.shape == (48, 64, 3) and png.dtype == np.uint8
     assert np.load(tmp_path / "o" / "00000.npy").shape == (48, 64, 3)
