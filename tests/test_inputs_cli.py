@@ -170,3 +170,9 @@ def test_profile_refuses_a_size_that_will_not_fit_in_memory(tmp_path: Path, monk
     assert info.value.code == 1 and "Traceback" not in err
     assert any(ln.startswith("error: a 320x240 pair needs about") and "--no-memory-check" in ln
                for ln in err.splitlines()), err
+
+
+def test_fuse_help_names_what_each_path_takes() -> None:
+    proc = run_cli("fuse", "--help")
+    assert proc.returncode == 0 and "PATH" not in proc.stdout
+    assert "--out DIR|FILE.png" in proc.stdout

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 
 
 @cli.command("fuse")
-@click.option("--model", type=click.Path(path_type=Path), required=True,
+@click.option("--model", type=click.Path(path_type=Path), required=True, metavar="FILE|DIR",
               help="Checkpoint (.safetensors or folder) for torch, .onnx for onnxruntime or openvino, "
               ".engine for tensorrt.")
-@click.option("--ir", type=click.Path(path_type=Path), required=True, help="IR image or folder.")
-@click.option("--vi", type=click.Path(path_type=Path), required=True, help="Visible image or folder (same names).")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.option("--ir", type=click.Path(path_type=Path), required=True, metavar="FILE|DIR", help="IR image or folder.")
+@click.option("--vi", type=click.Path(path_type=Path), required=True, metavar="FILE|DIR", help="Visible image or folder (same names).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR|FILE.png",
               help="Output folder for NAME.png, or a file NAME.png when --ir and --vi are one pair.")
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime", "openvino", "tensorrt"]), default="torch",
               show_default=True)
