@@ -11,6 +11,7 @@ graphs. TensorRT-RTX speaks TensorRT 11's strongly typed API, so the plans here 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -53,22 +54,23 @@ def rtx() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each shipped model's default export (dynamic size), made once for the module on first use."""
-    return {}
-
-
-def _export(exports: dict[str, Path], folder: Path, name: str) -> Path:
-    if name not in exports:
-        from lutfuse_deploy.export.onnx import torch_to_onnx
-
-        exports[name] = torch_to_onnx(PRETRAINED / f"{name}.safetensors", folder / f"{name}.onnx", dynamic=True)
-    return exports[name]
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rtx-exports")
 
 
 @pytest.fixture(scope="module")
-def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("rtx-exports")
+def export(export_dir: Path) -> Callable[[str], Path]:
+    """Each shipped model's default export (dynamic size), made once for the module on first use."""
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            from lutfuse_deploy.export.onnx import torch_to_onnx
+
+            made[name] = torch_to_onnx(PRETRAINED / f"{name}.safetensors", export_dir / f"{name}.onnx", dynamic=True)
+        return made[name]
+
+    return get
 
 
 def _parse(rtx: ModuleType, path: Path) -> tuple[Any, Any, Any]:
@@ -115,9 +117,8 @@ def _build(rtx: ModuleType, onnx: Path, info: OnnxInfo, plan: PrecisionPlan, **k
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_default_export_parses_and_builds(rtx: ModuleType, exports: dict[str, Path], export_dir: Path,
-                                          name: str) -> None:
-    onnx = _export(exports, export_dir, name)
+def test_default_export_parses_and_builds(rtx: ModuleType, export: Callable[[str], Path], name: str) -> None:
+    onnx = export(name)
     info = inspect_onnx(onnx)
     _builder, network, _parser = _parse(rtx, onnx)
     grids = _layers(rtx, network, rtx.LayerType.GRID_SAMPLE)
@@ -133,9 +134,9 @@ def test_default_export_parses_and_builds(rtx: ModuleType, exports: dict[str, Pa
 
 
 @pytest.mark.parametrize("name", LOOKUP_MODELS)
-def test_autocast_fp16_graph_builds_with_the_guard_in_fp32(rtx: ModuleType, exports: dict[str, Path],
+def test_autocast_fp16_graph_builds_with_the_guard_in_fp32(rtx: ModuleType, export: Callable[[str], Path],
                                                            export_dir: Path, name: str) -> None:
-    onnx = _export(exports, export_dir, name)
+    onnx = export(name)
     info = inspect_onnx(onnx)
     plan = _plan("fp16", info)
     assert plan.autocast_fp16 and plan.pin_fp32  # TensorRT 11: FP16 comes from AutoCast, lookup pinned
@@ -169,9 +170,9 @@ def _calibration_folder(folder: Path, n: int = 3) -> Path:
     return folder
 
 
-def test_bundle_qdq_graph_parses_and_builds(rtx: ModuleType, exports: dict[str, Path], export_dir: Path,
-                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    onnx = _export(exports, export_dir, "lutfuse")
+def test_bundle_qdq_graph_parses_and_builds(rtx: ModuleType, export: Callable[[str], Path], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    onnx = export("lutfuse")
     monkeypatch.setattr(eb, "local_capability", lambda target: (None, None, "no TensorRT here"))
     res = build_engine(
         BuildRequest(
@@ -195,9 +196,9 @@ def test_bundle_qdq_graph_parses_and_builds(rtx: ModuleType, exports: dict[str, 
 
 
 def test_derived_workspace_builds_the_teacher_where_the_orin_default_did_not(
-    rtx: ModuleType, exports: dict[str, Path], export_dir: Path
+    rtx: ModuleType, export: Callable[[str], Path]
 ) -> None:
-    onnx = _export(exports, export_dir, "teacher")
+    onnx = export("teacher")
     info = inspect_onnx(onnx)
     nx = load_target("orin-nx")
     with pytest.raises(EngineError, match="OutOfMemory"):
@@ -207,8 +208,8 @@ def test_derived_workspace_builds_the_teacher_where_the_orin_default_did_not(
     _build(rtx, onnx, info, _plan("fp32", info), workspace_gib=derived)
 
 
-def test_compatibility_options_build(rtx: ModuleType, exports: dict[str, Path], export_dir: Path) -> None:
-    onnx = _export(exports, export_dir, "mini")
+def test_compatibility_options_build(rtx: ModuleType, export: Callable[[str], Path], export_dir: Path) -> None:
+    onnx = export("mini")
     info = inspect_onnx(onnx)
     # hardware compatibility only: a version-compatible plan embeds TensorRT's lean runtime, which the
     # TensorRT-RTX wheel does not ship (the manifest and bundle tests cover that option)
@@ -218,9 +219,9 @@ def test_compatibility_options_build(rtx: ModuleType, exports: dict[str, Path], 
         assert built.layer_report is None  # the inspector needs the engine loaded: no GPU here
 
 
-def test_every_build_hears_its_own_errors(rtx: ModuleType, exports: dict[str, Path], export_dir: Path) -> None:
+def test_every_build_hears_its_own_errors(rtx: ModuleType, export: Callable[[str], Path], export_dir: Path) -> None:
     """TensorRT keeps one logger per process: a second build's errors must still reach its message."""
-    onnx = _export(exports, export_dir, "mini")
+    onnx = export("mini")
     info = inspect_onnx(onnx)
     _build(rtx, onnx, info, _plan("fp32", info))
     wrong = parse_shapes("64x64")
