@@ -11,7 +11,10 @@ import numpy as np
 FAKE_TRTEXEC = """#!/usr/bin/env bash
 echo "fake trtexec $*" >> "${FAKE_LOG:-/dev/null}"
 [ "${FAKE_TRTEXEC_RC:-0}" = 0 ] || { echo "[E] Error[4]: fake failure"; exit "$FAKE_TRTEXEC_RC"; }
-for a in "$@"; do case "$a" in --saveEngine=*) printf 'ENGINE %s' "$*" > "${a#--saveEngine=}";; esac; done
+for a in "$@"; do case "$a" in
+  --saveEngine=*) printf 'ENGINE %s' "$*" > "${a#--saveEngine=}";;
+  --exportLayerInfo=*) echo '{"Layers": ["fake"]}' > "${a#--exportLayerInfo=}";;
+esac; done
 echo "[I] TensorRT version: 10.3.0"
 echo "[I] Selected Device: Orin"
 echo "[I] Compute Capability: 8.7"

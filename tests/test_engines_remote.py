@@ -86,6 +86,8 @@ def test_remote_build_copies_builds_and_fetches_the_engine(
     assert m["status"] == "built" and m["tensorrt_version"] == "10.3.0" and m["compute_capability"] == "8.7"
     assert m["engine_sha256"] == hashlib.sha256((local / "lut.engine").read_bytes()).hexdigest()
     assert m["onnx_sha256"] == hashlib.sha256(lut.read_bytes()).hexdigest()
+    assert m["layer_report"] == "lut.layers.json"  # the per-layer report comes back with the engine
+    assert (local / "lut.layers.json").read_bytes() == (remote / "lut.layers.json").read_bytes()
     assert f"built remotely: {local / 'lut.engine'}" in out
     log = (tmp_path / "log").read_text().splitlines()
     assert log[0] == "ssh nvidia@orin.local mkdir -p lutfuse-bundles/orin-nx"

@@ -1,4 +1,5 @@
-"""``--remote USER@HOST``: copy a bundle to the device, run its build.sh there, fetch the engine back.
+"""``--remote USER@HOST``: copy a bundle to the device, run its build.sh there, fetch the engine (and
+its per-layer report) back.
 
 Plain ``ssh``/``scp`` subprocesses (whatever the user's ssh config, keys and agent provide): no
 Python SSH library to install or configure. Remote paths are relative to the remote home
@@ -70,6 +71,15 @@ def remote_build(folder: Path, remote: str, target: str) -> dict[str, Any]:
             capture=True,
         )
         check_engine_file(manifest, tmp / engine_name)
+        report = manifest.get("layer_report")
+        if report:
+            report_name = Path(str(report)).name
+            _run(
+                ["scp", "-q", f"{remote}:{rdir}/{report_name}", str(tmp / report_name)],
+                f"fetching {report_name} from {remote}",
+                capture=True,
+            )
+            (tmp / report_name).replace(folder / report_name)
         (tmp / engine_name).replace(folder / engine_name)
         (tmp / MANIFEST_NAME).replace(folder / MANIFEST_NAME)  # last: the manifest vouches for the engine
     return manifest
