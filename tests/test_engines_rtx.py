@@ -11,6 +11,9 @@ graphs. TensorRT-RTX speaks TensorRT 11's strongly typed API, so the plans here 
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -133,6 +136,25 @@ def test_default_export_parses_and_builds(rtx: ModuleType, export: Callable[[str
     assert built.tensorrt_version == rtx.__version__
 
 
+def _out_types(layer: Any) -> set[Any]:
+    return {layer.get_output(j).dtype for j in range(layer.num_outputs)}
+
+
+def _assert_guard_fp32(rtx: ModuleType, network: Any, info: OnnxInfo) -> None:
+    """Every node the toolkit keeps in FP32 is FP32 in the network, the lookup reads and writes FP32,
+    and AutoCast did convert something (the convolutions)."""
+    layers = {network.get_layer(i).name: network.get_layer(i) for i in range(network.num_layers)}
+    assert info.guard_nodes and set(info.guard_nodes) <= set(layers), "the parser names layers after ONNX nodes"
+    for node in info.guard_nodes:
+        assert _out_types(layers[node]) == {rtx.float32}, node
+    for grid in _layers(rtx, network, rtx.LayerType.GRID_SAMPLE):
+        ins = {grid.get_input(j).dtype for j in range(grid.num_inputs)}
+        assert ins | _out_types(grid) == {rtx.float32}, grid.name
+    half = [n for n, layer in layers.items() if layer.type == rtx.LayerType.CONVOLUTION
+            and _out_types(layer) == {rtx.float16}]
+    assert half, "AutoCast left every convolution in FP32: nothing was converted"
+
+
 @pytest.mark.parametrize("name", LOOKUP_MODELS)
 def test_autocast_fp16_graph_builds_with_the_guard_in_fp32(rtx: ModuleType, export: Callable[[str], Path],
                                                            export_dir: Path, name: str) -> None:
@@ -142,22 +164,27 @@ def test_autocast_fp16_graph_builds_with_the_guard_in_fp32(rtx: ModuleType, expo
     assert plan.autocast_fp16 and plan.pin_fp32  # TensorRT 11: FP16 comes from AutoCast, lookup pinned
     fp16 = autocast_fp16(onnx, export_dir / f"{name}.fp16.onnx", info, plan.pin_fp32)
     _builder, network, _parser = _parse(rtx, fp16)
-    layers = {network.get_layer(i).name: network.get_layer(i) for i in range(network.num_layers)}
-
-    def out_types(layer: Any) -> set[Any]:
-        return {layer.get_output(j).dtype for j in range(layer.num_outputs)}
-
-    assert set(info.guard_nodes) <= set(layers), "the parser names layers after the ONNX nodes"
-    for node in info.guard_nodes:
-        assert out_types(layers[node]) == {rtx.float32}, node
-    for grid in _layers(rtx, network, rtx.LayerType.GRID_SAMPLE):
-        ins = {grid.get_input(j).dtype for j in range(grid.num_inputs)}
-        assert ins | out_types(grid) == {rtx.float32}, grid.name
-    half = [n for n, layer in layers.items() if layer.type == rtx.LayerType.CONVOLUTION
-            and out_types(layer) == {rtx.float16}]
-    assert half, "AutoCast left every convolution in FP32: nothing was converted"
+    _assert_guard_fp32(rtx, network, info)
     # strongly typed: the builder keeps these types; a build proves TensorRT accepts the mix
     _build(rtx, fp16, info, plan)
+
+
+def test_bundle_autocast_line_writes_a_graph_that_builds(rtx: ModuleType, export: Callable[[str], Path],
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ModelOpt command build.sh runs on a TensorRT 11 device, run here as written."""
+    onnx = export("lutfuse")
+    monkeypatch.setattr(eb, "local_capability", lambda target: (None, None, "no TensorRT here"))
+    res = build_engine(BuildRequest(onnx=onnx, target=TARGET, precision="fp16", shapes=str(SHAPES),
+                                    out_root=tmp_path / "engines"))
+    script = (res.folder / "build.sh").read_text()
+    line = next(ln for ln in script.splitlines() if "-m modelopt.onnx.autocast" in ln)
+    args = shlex.split(line)[1:]  # drop ${PYTHON:-python3}
+    proc = subprocess.run([sys.executable, *args], cwd=res.folder, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fp16 = res.folder / "lutfuse.fp16.onnx"
+    _builder, network, _parser = _parse(rtx, fp16)
+    _assert_guard_fp32(rtx, network, inspect_onnx(res.folder / "lutfuse.onnx"))
+    _build(rtx, fp16, inspect_onnx(fp16), _plan("fp16", inspect_onnx(onnx)))
 
 
 def _calibration_folder(folder: Path, n: int = 3) -> Path:
