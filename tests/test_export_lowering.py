@@ -16,7 +16,8 @@ from lutfuse_deploy.runtime.torch import to_uint8
 
 
 def _coords(n: int, shape=(2, 1, 24, 40), seed: int = 0) -> list[torch.Tensor]:
-    """Random in-range coordinates plus the awkward ones: integers, 0, and just below n."""
+    """Random in-range coordinates plus the awkward ones: integers, 0, and just below n (the model's
+    clamp); ``_lookup`` clamps them to [0, n - 1] as the export graph does before its lookup."""
     g = torch.Generator().manual_seed(seed)
     top = n - 1 + 0.999999
     coords = [torch.rand(shape, generator=g) * top for _ in range(4)]
@@ -27,13 +28,18 @@ def _coords(n: int, shape=(2, 1, 24, 40), seed: int = 0) -> list[torch.Tensor]:
     return coords
 
 
+def _lookup(table: torch.Tensor, name: str, coords: list[torch.Tensor]) -> torch.Tensor:
+    n = table.shape[0]
+    return lowering.make_lookup(table, name)([torch.clamp(c, 0.0, n - 1.0) for c in coords])
+
+
 @pytest.mark.parametrize("nodes", [16, 17])
 @pytest.mark.parametrize("name", lowering.LOWERINGS)
 def test_lowering_matches_quadrilinear(nodes: int, name: str) -> None:
     table = analytic_table(LutFuseConfig(nodes=nodes)) * 4.0 - 1.0  # spans beyond [0, 1] like the official one
     coords = _coords(nodes)
     want = quadrilinear(table.double(), [c.double() for c in coords])
-    got = lowering.make_lookup(table, name)(coords)
+    got = _lookup(table, name, coords)
     assert got.shape == coords[0].shape
     assert float((got.double() - want).abs().max()) <= 1e-5
 
@@ -42,7 +48,7 @@ def test_gather_lowering_is_exact_on_a_rough_table() -> None:
     table = torch.randn(16, 16, 16, 16, generator=torch.Generator().manual_seed(1)) * 3
     coords = _coords(16, seed=2)
     want = quadrilinear(table.double(), [c.double() for c in coords])
-    assert float((lowering.make_lookup(table, "gather")(coords).double() - want).abs().max()) <= 5e-6
+    assert float((_lookup(table, "gather", coords).double() - want).abs().max()) <= 5e-6
 
 
 @pytest.mark.parametrize("nodes,side", [(16, 257), (17, 513)])

@@ -20,23 +20,23 @@ from torch import nn
 
 from lutfuse_deploy.errors import ExportError
 from lutfuse_deploy.export.lowering import make_lookup
-from lutfuse_deploy.models.lut import ContextNet, LutFuse, luminance, sobel_minmax, ycbcr_to_rgb
+from lutfuse_deploy.models.lut import LUMA, MINMAX_EPS, SOBEL_X, SOBEL_Y, ContextNet, LutFuse
 
 
-class _RowSumSquares(torch.autograd.Function):
-    """Sum of squares along W as one ``ReduceSumSquare`` (torch would write Mul + ReduceSum: a
+class _SumSquares(torch.autograd.Function):
+    """Sum of squares along one axis as one ``ReduceSumSquare`` (torch would write Mul + ReduceSum: a
     full-size temporary; ONNX Runtime's ReduceL2 is slower)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        return (x * x).sum(dim=3, keepdim=True)
+    def forward(ctx: Any, x: torch.Tensor, dim: int) -> torch.Tensor:
+        return (x * x).sum(dim=dim, keepdim=True)
 
     @staticmethod
-    def symbolic(g: Any, x: Any) -> Any:  # TorchScript exporter hook: g is its GraphContext
+    def symbolic(g: Any, x: Any, dim: int) -> Any:  # TorchScript exporter hook: g is its GraphContext
         if g.opset >= 18:  # reduction axes became an input in opset 18
-            axes = g.op("Constant", value_t=torch.tensor([3], dtype=torch.int64))
+            axes = g.op("Constant", value_t=torch.tensor([dim], dtype=torch.int64))
             return g.op("ReduceSumSquare", x, axes, keepdims_i=1)
-        return g.op("ReduceSumSquare", x, axes_i=[3], keepdims_i=1)
+        return g.op("ReduceSumSquare", x, axes_i=[dim], keepdims_i=1)
 
 
 def mean_hw(x: torch.Tensor) -> torch.Tensor:
@@ -59,7 +59,7 @@ class RobustInstanceNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = x - mean_hw(x)
         m2 = mean_hw(d)  # the rounding error of the first mean, folded into the affine below
-        var = _RowSumSquares.apply(d).mean(dim=2, keepdim=True) / d.shape[3] - m2 * m2
+        var = _SumSquares.apply(d, 3).mean(dim=2, keepdim=True) / d.shape[3] - m2 * m2
         scale = self.weight / torch.sqrt(var + self.eps)
         return d * scale + (self.bias - m2 * scale)
 
@@ -97,14 +97,46 @@ class ContextGraph(nn.Module):
         return torch.sigmoid(self.head(h + first))
 
 
+# fused RGB = fused Y + (visible RGB - visible Y): the Cb/Cr terms of ``models.lut.ycbcr_to_rgb``
+CB = (-0.168736, -0.331264, 0.5)
+CR = (0.5, -0.418688, -0.081312)
+COLOUR = tuple(tuple(a * cr + b * cb for cr, cb in zip(CR, CB)) for a, b in ((1.402, 0.0), (-0.714136, -0.344136),
+                                                                          (0.0, 1.772)))
+
+
+def visible_terms_weight(coord_scale: float) -> torch.Tensor:
+    """(6, 3, 3, 3) weights of one Conv over the visible image (0..255) giving everything the visible
+    image contributes: the Y coordinate, the three colour offsets and the Sobel pair of Y.
+
+    Each is linear in RGB, so one small convolution replaces ~25 elementwise ops (each a full pass
+    over the image in ONNX Runtime); Sobel of Y equals Sobel of the luma-weighted channels, zero
+    padding included (zero RGB has zero Y).
+    """
+    luma = torch.tensor(LUMA, dtype=torch.float64) / 255.0
+    w = torch.zeros(6, 3, 3, 3, dtype=torch.float64)
+    w[0, :, 1, 1] = luma * coord_scale
+    w[1:4, :, 1, 1] = torch.tensor(COLOUR, dtype=torch.float64) / 255.0
+    w[4] = luma.view(3, 1, 1) * torch.tensor(SOBEL_X, dtype=torch.float64)
+    w[5] = luma.view(3, 1, 1) * torch.tensor(SOBEL_Y, dtype=torch.float64)
+    return w.float()
+
+
 class LutFuseGraph(nn.Module):
-    """The whole LUT-Fuse pipeline: IR + visible RGB (0..255) -> fused RGB on [0, 1], unclamped."""
+    """The whole LUT-Fuse pipeline: IR + visible RGB (0..255) -> fused RGB on [0, 1], unclamped.
+
+    Every coordinate is clamped to [0, n - 1] once: for the official ``[0, n - 1 + 0.999999]`` clamp
+    the value is the same (above n - 1 both corners are node n - 1), and the lookup needs no clamp
+    of its own.
+    """
+
+    visible: torch.Tensor
 
     def __init__(self, model: LutFuse, lowering: str) -> None:
         super().__init__()
         self.config = model.config
-        self.context = ContextGraph(model.context)
         self.lookup = make_lookup(model.lut.detach(), lowering)
+        self.register_buffer("visible", visible_terms_weight(self.config.coord_scale))
+        self.top = float(self.config.nodes - 1)
         scale = float(self.config.context_scale)
         self.pool = 1
         if scale < 1.0:
@@ -112,6 +144,7 @@ class LutFuseGraph(nn.Module):
             if abs(k * scale - 1.0) > 1e-9:
                 raise ExportError(f"context_scale {scale} cannot be exported: it must be 1/k for an integer k")
             self.pool = k  # area downscaling by 1/k == k x k average pooling when k divides H and W
+        self.context = ContextGraph(model.context)
 
     def context_map(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         x = torch.cat([vi, ir], dim=1)
@@ -121,13 +154,14 @@ class LutFuseGraph(nn.Module):
         return F.interpolate(small, size=x.shape[2:], mode="bilinear", align_corners=False)
 
     def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-        vi01 = vi / 255.0
-        y = luminance(vi01)
         scale = self.config.coord_scale
-        top = float(self.config.nodes - 1) + 0.999999  # as LutFuse.coordinates
-        parts = [y, sobel_minmax(y), self.context_map(ir, vi), ir / 255.0]
-        coords = [torch.clamp(p * scale, 0.0, top) for p in parts]
-        return ycbcr_to_rgb(self.lookup(coords), vi01)
+        y, colour, sobel = torch.split(F.conv2d(vi, self.visible, padding=1), [1, 3, 2], dim=1)
+        mag = torch.sqrt(_SumSquares.apply(sobel, 1))
+        lo = torch.amin(mag, dim=(2, 3), keepdim=True)
+        span = (torch.amax(mag, dim=(2, 3), keepdim=True) - lo + MINMAX_EPS) / scale
+        parts = [y, (mag - lo) / span, self.context_map(ir, vi) * scale, ir * (scale / 255.0)]
+        coords = [torch.clamp(p, 0.0, self.top) for p in parts]
+        return self.lookup(coords) + colour
 
 
 class Uint8Io(nn.Module):

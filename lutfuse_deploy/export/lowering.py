@@ -2,7 +2,8 @@
 
 This is the only module that knows the atlas layout, its padding to 2^k + 1, the GridSample mode
 strings and the opsets (16-19) whose spelling TensorRT's parser reads. Both lowerings reproduce
-``models.lut.quadrilinear`` (``lo = floor(x)``, ``hi = min(lo + 1, n - 1)``, weight ``x - lo``).
+``models.lut.quadrilinear`` (``lo = floor(x)``, ``hi = min(lo + 1, n - 1)``, weight ``x - lo``) on
+coordinates clamped to [0, n - 1] by the caller.
 
 GridSample atlas (``--lowering gridsample``), for an ``n``-node table with axes ``[y, g, c, ir]``::
 
@@ -94,10 +95,10 @@ def corner_table(table: torch.Tensor) -> torch.Tensor:
     return torch.stack(cols, dim=1).contiguous()
 
 
-def _split(x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(lo, hi, weight) of a coordinate already clamped to [0, n)."""
+def _split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lo, weight) of a coordinate; the upper corner ``min(lo + 1, n - 1)`` is in the tables."""
     lo = torch.floor(x)
-    return lo, torch.clamp(lo + 1.0, max=float(n - 1)), x - lo
+    return lo, x - lo
 
 
 class GridSampleLookup(nn.Module):
@@ -112,20 +113,18 @@ class GridSampleLookup(nn.Module):
         self.norm = float((atlas_side(self.nodes) - 1) // 2)  # align_corners divides by this: a power of two
 
     def forward(self, coords: list[torch.Tensor]) -> torch.Tensor:
+        """``coords`` = [y, g, c, ir], each N x 1 x H x W and already clamped to [0, n - 1]."""
         y, g, c, ir = coords
-        n, h, top = float(self.nodes), self.norm, float(self.nodes - 1)
-        y_lo, wy = torch.floor(y), y - torch.floor(y)
-        c_lo, wc = torch.floor(c), c - torch.floor(c)
-        # (tile*n - h)/h is exact (integers over a power of two); adding the in-tile part rounds once.
-        gx = (c_lo * n - h) / h + torch.clamp(ir, max=top) / h
-        gy = (y_lo * n - h) / h + torch.clamp(g, max=top) / h
-        grid = torch.stack([gx[:, 0], gy[:, 0]], dim=-1)  # N x H x W x 2
+        (y_lo, wy), (c_lo, wc) = _split(y), _split(c)
+        # x = tile*n/h + in_tile/h - 1: n/h and 1/h are powers of two (h = 2^k), so only the sums round
+        step, unit = float(self.nodes) / self.norm, 1.0 / self.norm
+        grid = torch.cat([c_lo * step + (ir * unit - 1.0), y_lo * step + (g * unit - 1.0)], dim=1)
         atlas = self.atlas.expand(y.shape[0], -1, -1, -1)  # GridSample pairs image n with grid n
-        v = F.grid_sample(atlas, grid, mode=GRIDSAMPLE_MODE, padding_mode="border", align_corners=True)
-        v_ll, v_lh, v_hl, v_hh = v[:, 0:1], v[:, 1:2], v[:, 2:3], v[:, 3:4]
+        v = F.grid_sample(atlas, grid.permute(0, 2, 3, 1), mode=GRIDSAMPLE_MODE, padding_mode="border",
+                          align_corners=True)
+        v_ll, v_lh, v_hl, v_hh = torch.split(v, 1, dim=1)
         v_l = v_ll + wc * (v_lh - v_ll)
-        v_h = v_hl + wc * (v_hh - v_hl)
-        return v_l + wy * (v_h - v_l)
+        return v_l + wy * (v_hl + wc * (v_hh - v_hl) - v_l)
 
 
 class GatherLookup(nn.Module):
@@ -143,9 +142,10 @@ class GatherLookup(nn.Module):
         self.register_buffer("corners", corner_table(table))
 
     def forward(self, coords: list[torch.Tensor]) -> torch.Tensor:
+        """``coords`` = [y, g, c, ir], each N x 1 x H x W and already clamped to [0, n - 1]."""
         n = float(self.nodes)
         flat_coords = [x.reshape(1, -1) for x in coords]  # 1 x P, P = N*H*W
-        (ly, _, wy), (lg, _, wg), (lc, _, wc), (li, _, wi) = [_split(x, self.nodes) for x in flat_coords]
+        (ly, wy), (lg, wg), (lc, wc), (li, wi) = [_split(x) for x in flat_coords]
         flat = ((ly * n + lg) * n + lc) * n + li  # integers < 2^24: exact in float32
         values = torch.index_select(self.corners, 0, flat.to(torch.int32)[0]).t()  # 16 x P
         w = [torch.cat([1.0 - a, a], dim=0) for a in (wy, wg, wc, wi)]  # each 2 x P
