@@ -77,6 +77,11 @@ def test_shipped_checkpoints_need_one_of_each(tmp_path: Path) -> None:
         "lut": "lutfuse.safetensors",
         "mini": "mini.safetensors",
     }
+    save_checkpoint(analytic_lutfuse(), tmp_path / "lutfuse-fast.safetensors")  # a variant beside it
+    assert shipped_checkpoints(tmp_path)["lut"].name == "lutfuse.safetensors"
+    (tmp_path / "lutfuse.safetensors").rename(tmp_path / "lut-a.safetensors")
+    with pytest.raises(InputError, match="expected one lutfuse checkpoint named \\*lut\\*.safetensors, found 2"):
+        shipped_checkpoints(tmp_path)
 
 
 def test_the_shipped_checkpoints_are_in_the_package() -> None:

@@ -15,6 +15,7 @@ TARGET_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "C
 TARGET_WINS = 6
 NOISE = "noise"  # metrics.noise.flat_noise of the fused gray, added to every row's metrics
 SHIPPED = {"teacher": "mmdrfuse-teacher", "lut": "lutfuse", "mini": "mmdrfuse-student"}
+SHIPPED_STEMS = {"teacher": "teacher", "lut": "lutfuse", "mini": "mini"}  # the role's file among variants
 # (row name, checkpoint key) in table order; baselines follow.
 ROWS = (
     ("LUT-Fuse (shipped)", "lut"),

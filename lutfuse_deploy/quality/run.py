@@ -39,6 +39,7 @@ from lutfuse_deploy.quality.results import (
     OFFICIAL_ROW,
     ROWS,
     SHIPPED,
+    SHIPPED_STEMS,
     SKY_CROP,
     TARGETS,
     CropResult,
@@ -48,12 +49,18 @@ from lutfuse_deploy.quality.results import (
 
 
 def shipped_checkpoints(folder: Path) -> dict[str, Path]:
-    """The one checkpoint per role in ``folder`` (file name contains teacher / lut / mini)."""
+    """The one checkpoint per role in ``folder`` (file name contains teacher / lut / mini).
+
+    A variant beside it (``lutfuse-fast.safetensors`` next to ``lutfuse.safetensors``) is not the
+    role's model: where several match, the one named exactly ``SHIPPED_STEMS[role]`` is.
+    """
     from lutfuse_deploy.io.checkpoints import read_metadata
 
     found: dict[str, Path] = {}
     for role, kind in SHIPPED.items():
         cands = [p for p in sorted(folder.glob(f"*{role}*.safetensors")) if read_metadata(p)["kind"] == kind]
+        exact = [p for p in cands if p.stem == SHIPPED_STEMS[role]]
+        cands = exact if len(cands) > 1 and len(exact) == 1 else cands
         if len(cands) != 1:
             raise InputError(
                 f"{folder}: expected one {kind} checkpoint named *{role}*.safetensors, found {len(cands)}"
