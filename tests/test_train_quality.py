@@ -169,3 +169,13 @@ def test_validation_sources_name_the_data_root_once() -> None:
         "mini": "30 pairs held out of <data>/train (10 per set)",
         "ceiling": "not recorded",
     }
+
+
+def test_unknown_set_is_refused_before_any_work(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from lutfuse_deploy.quality.run import main
+
+    res = CliRunner().invoke(main, ["--sets", "tno,nope", "--out", str(tmp_path / "q.md"), "--no-figure"])
+    assert res.exit_code != 0 and "error: --sets: unknown set nope" in res.output
+    assert not (tmp_path / "q.md").exists()

@@ -223,6 +223,10 @@ def run_quality(
     from lutfuse_deploy.quality.figure import write_figure
     from lutfuse_deploy.quality.report import render_markdown
 
+    known = list(IVIF_SETS) + (list(MEDICAL_SETS) if medical else [])
+    unknown = sorted(set(only or ()) - set(known))
+    if unknown:
+        raise InputError(f"--sets: unknown set {', '.join(unknown)} (known: {', '.join(known)})")
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     paths = shipped_checkpoints(pretrained)
@@ -241,9 +245,6 @@ def run_quality(
         for name, (a, b) in MEDICAL_SETS.items():
             sets.append((name, _pairs(data_root() / "medical" / name, a, b, max_pairs)))
     if only:
-        unknown = sorted(set(only) - {name for name, _ in sets})
-        if unknown:
-            raise InputError(f"--sets: unknown set {', '.join(unknown)} (known: {', '.join(n for n, _ in sets)})")
         sets = [(name, pairs) for name, pairs in sets if name in only]
     results = [evaluate_set(name, pairs, models, tanh_map, progress, rows) for name, pairs in sets if pairs]
     crop = evaluate_crop(data_root() / "ivif", models, tanh_map, rows)
