@@ -90,3 +90,25 @@ def test_missing_video_and_triton_extras_are_named(tmp_path) -> None:
     assert "Traceback" not in proc.stderr
     assert "pip install 'lutfuse-deploy[video]'" in proc.stderr, proc.stderr
     assert "pip install 'lutfuse-deploy[triton]'" in proc.stderr, proc.stderr
+
+
+def test_the_declared_torch_range_is_the_one_ci_tests() -> None:
+    """The package claims only the PyTorch series CI runs: the installed torch and the Makefile's pin
+    both satisfy pyproject's requirement, and the range admits no other minor release."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    import torch
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    root = Path(__file__).resolve().parents[1]
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    spec = next(Requirement(d) for d in deps if Requirement(d).name == "torch").specifier
+    pin = re.search(r"torch==([0-9.]+)", (root / "Makefile").read_text())
+    assert pin, "the Makefile no longer pins the torch CI installs"
+    tested = Version(pin.group(1))
+    assert tested in spec and Version(torch.__version__.split("+")[0]) in spec
+    assert Version(f"{tested.major}.{tested.minor + 1}.0") not in spec, "the range admits an untested series"
+    assert Version(f"{tested.major}.{tested.minor - 1}.0") not in spec, "the range admits an untested series"
