@@ -208,12 +208,14 @@ def test_the_shipped_ci_budget_runs_against_fakes(tmp_path, models, created, cap
     ci = Path(__file__).resolve().parents[1] / "recipes" / "budgets" / "ci.yaml"
     student_onnx = tmp_path / "student.onnx"
     student_onnx.write_bytes(b"fake")
-    portable = tmp_path / "lut-portable.onnx"  # the gate profiles both LUT-Fuse numerics (Makefile)
-    portable.write_bytes(b"fake")
+    fast = tmp_path / "lut-fast.onnx"  # the gate profiles the shipped fast variant too (Makefile)
+    lut = tmp_path / "lutfuse.safetensors"  # its budget names the full model in torch as the reference
+    for fake in (fast, lut):
+        fake.write_bytes(b"fake")
     code, out, err = run_cli(
-        capsys, "profile", "--model", models["lut.safetensors"], "--backend", "torch",
+        capsys, "profile", "--model", lut, "--backend", "torch",
         "--model", models["lut.onnx"], "--backend", "onnxruntime",
-        "--model", portable, "--backend", "onnxruntime",
+        "--model", fast, "--backend", "onnxruntime",
         "--model", models["student.safetensors"], "--backend", "torch",
         "--model", student_onnx, "--backend", "onnxruntime",
         "--iters", "3", "--warmup", "1", "--resolutions", "640x480,1280x720", "--budget", ci,
