@@ -94,3 +94,17 @@ def test_atomic_writes_get_normal_permissions_and_leave_nothing_on_failure(tmp_p
         tmp.write_text("partial")
         raise RuntimeError("boom")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_a_folder_resolves_to_the_model_not_its_variant(tmp_path: Path) -> None:
+    """The shipped folder holds lutfuse.safetensors and lutfuse-fast.safetensors: --model FOLDER means
+    the first (a variant's longer name sorts after it, though '-' sorts before '.')."""
+    from lutfuse_deploy.io.checkpoints import folder_checkpoints, resolve_checkpoint
+    from lutfuse_deploy.models.lut import LutFuseConfig, analytic_lutfuse
+
+    save_checkpoint(analytic_lutfuse(LutFuseConfig(context_scale=0.25)), tmp_path / "lutfuse-fast.safetensors")
+    save_checkpoint(analytic_lutfuse(), tmp_path / "lutfuse.safetensors")
+    save_checkpoint(create_model("mmdrfuse-student"), tmp_path / "mini.safetensors")
+    assert resolve_checkpoint(tmp_path).name == "lutfuse.safetensors"
+    assert [p.name for p in folder_checkpoints(tmp_path)] == ["lutfuse.safetensors", "lutfuse-fast.safetensors",
+                                                              "mini.safetensors"]

@@ -71,7 +71,8 @@ def save_checkpoint(
 
 
 def folder_checkpoints(folder: str | Path) -> list[Path]:
-    """The checkpoints in a folder, the deployable one first (``FOLDER_PREFERENCE``), then by name."""
+    """The checkpoints in a folder, the deployable one first (``FOLDER_PREFERENCE``); within a kind the
+    shortest name first, so a variant (``lutfuse-fast``) comes after the model it varies (``lutfuse``)."""
     p = Path(folder)
     if not p.is_dir():
         raise CheckpointError(f"{p}: checkpoint folder not found")
@@ -82,7 +83,7 @@ def folder_checkpoints(folder: str | Path) -> list[Path]:
         return cands
     kinds = {c: read_metadata(c).get("kind") for c in cands}
     rank = {kind: i for i, kind in enumerate(FOLDER_PREFERENCE)}
-    return sorted(cands, key=lambda c: (rank.get(str(kinds[c]), len(rank)), c.name))
+    return sorted(cands, key=lambda c: (rank.get(str(kinds[c]), len(rank)), len(c.stem), c.name))
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
