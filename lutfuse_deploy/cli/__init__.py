@@ -24,9 +24,10 @@ def cli() -> None:
       lutfuse-deploy import-official lutfuse --lut LUT.npy --context CTX.pth -o lut.safetensors
       lutfuse-deploy fuse --model lut.safetensors --ir ir/ --vi vi/ --out fused/
       lutfuse-deploy evaluate --ir ir/ --vi vi/ --fused fused/ --json metrics.json
-      lutfuse-deploy export --model lut.safetensors -o lut.onnx --dynamic
+      lutfuse-deploy export --model lut.safetensors -o lut.onnx
       lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision fp16
-      lutfuse-deploy profile --model lut.onnx --backend onnxruntime --budget recipes/budgets/ci.yaml
+      lutfuse-deploy profile --model lut.safetensors --backend torch --model lut.onnx --backend onnxruntime \\
+          --resolutions 640x480
     """
 
 
