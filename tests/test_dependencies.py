@@ -96,9 +96,9 @@ def test_the_declared_torch_range_is_the_one_ci_tests() -> None:
     """The package claims only the PyTorch series CI runs: the installed torch and the Makefile's pin
     both satisfy pyproject's requirement, and the range admits no other minor release."""
     import re
-    import tomllib
     from pathlib import Path
 
+    import tomllib
     import torch
     from packaging.requirements import Requirement
     from packaging.version import Version
