@@ -8,6 +8,7 @@ in docs/performance.md. Prints one line per pair and a summary; exit status 1 if
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 
 import numpy as np
@@ -28,6 +29,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     model, meta = load_model(args.checkpoint)
+    model64 = copy.deepcopy(model).double()
     runner = create_runner(args.graph, "onnxruntime", threads=args.threads)
     rgb = meta["kind"] == "lutfuse"
     failed, worst, worst_lsb, count = [], 0.0, 0, 0
@@ -40,7 +42,7 @@ def main() -> int:
             vi_nchw = vi.transpose(2, 0, 1)[None] if rgb else vi[None, None]
             item = parity.ParityInput(f"{name}/{pair.name}", ir[None, None].astype(np.float32),
                                       vi_nchw.astype(np.float32))
-            row = parity.judge(runner.infer(item.ir, item.vi), parity.truth_of(model, item))
+            row = parity.judge(runner.infer(item.ir, item.vi), parity.truth_of(model, item, model64))
             count += 1
             worst, worst_lsb = max(worst, row["max_abs"] / row["bound"]), max(worst_lsb, row["max_lsb"])
             print(f"{item.name:28s} e_off {row['e_off']:.2e}  graph {row['max_abs']:.2e}  bound {row['bound']:.2e}"

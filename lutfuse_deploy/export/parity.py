@@ -97,13 +97,11 @@ def real_inputs(channels: int, hw: tuple[int, int] | None, multiple: int) -> lis
     return out
 
 
-def _torch_path(model: Any, item: ParityInput, double: bool = False) -> np.ndarray:
+def _torch_path(model: Any, item: ParityInput, dtype: Any) -> np.ndarray:
     import torch
 
-    m = copy.deepcopy(model).double() if double else model
-    dtype = torch.float64 if double else torch.float32
     with torch.inference_mode():
-        out = m(torch.from_numpy(item.ir).to(dtype), torch.from_numpy(item.vi).to(dtype))
+        out = model(torch.from_numpy(item.ir).to(dtype), torch.from_numpy(item.vi).to(dtype))
     return out.numpy()
 
 
@@ -119,9 +117,12 @@ class Truth:
         return max(FLOAT_ATOL, 2.0 * self.e_off)
 
 
-def truth_of(model: Any, item: ParityInput) -> Truth:
-    value = _torch_path(model, item, double=True)
-    return Truth(value, float(np.abs(_torch_path(model, item).astype(np.float64) - value).max()))
+def truth_of(model: Any, item: ParityInput, model64: Any = None) -> Truth:
+    """``model64``: ``model`` cast to float64, when the caller judges many inputs (made here otherwise)."""
+    import torch
+
+    value = _torch_path(model64 if model64 is not None else copy.deepcopy(model).double(), item, torch.float64)
+    return Truth(value, float(np.abs(_torch_path(model, item, torch.float32).astype(np.float64) - value).max()))
 
 
 def judge(got: np.ndarray, truth: Truth, io: str = "float") -> dict[str, Any]:
@@ -159,6 +160,7 @@ def verify_parity(path: Path, model: Any, io: str, inputs: list[ParityInput], th
 
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
+    model64 = copy.deepcopy(model).double()
     old = G_LOGGER.module_severity
     G_LOGGER.module_severity = G_LOGGER.CRITICAL  # polygraphy logs every inference; we summarise
     logging.getLogger("polygraphy").setLevel(logging.CRITICAL)
@@ -170,7 +172,7 @@ def verify_parity(path: Path, model: Any, io: str, inputs: list[ParityInput], th
                     feed = {k: v.astype(np.uint8) for k, v in feed.items()}
                 row: dict[str, Any] = {"input": item.name,
                                        "shape": list(item.ir.shape[:1]) + list(item.vi.shape[1:])}
-                row.update(judge(runner.infer(feed)["fused"], truth_of(model, item), io))
+                row.update(judge(runner.infer(feed)["fused"], truth_of(model, item, model64), io))
                 rows.append(row)
                 if not row["passed"]:
                     failures.append(_explain(row))
