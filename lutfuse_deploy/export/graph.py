@@ -20,7 +20,17 @@ from torch import nn
 
 from lutfuse_deploy.errors import ExportError
 from lutfuse_deploy.export.lowering import make_lookup
-from lutfuse_deploy.models.lut import LUMA, MINMAX_EPS, SOBEL_X, SOBEL_Y, ContextNet, LutFuse
+from lutfuse_deploy.models.lut import (
+    CB,
+    CHROMA_TO_RGB,
+    CR,
+    LUMA,
+    MINMAX_EPS,
+    SOBEL_X,
+    SOBEL_Y,
+    ContextNet,
+    LutFuse,
+)
 
 
 class _SumSquares(torch.autograd.Function):
@@ -98,10 +108,7 @@ class ContextGraph(nn.Module):
 
 
 # fused RGB = fused Y + (visible RGB - visible Y): the Cb/Cr terms of ``models.lut.ycbcr_to_rgb``
-CB = (-0.168736, -0.331264, 0.5)
-CR = (0.5, -0.418688, -0.081312)
-COLOUR = tuple(tuple(a * cr + b * cb for cr, cb in zip(CR, CB)) for a, b in ((1.402, 0.0), (-0.714136, -0.344136),
-                                                                          (0.0, 1.772)))
+COLOUR = tuple(tuple(a * cr + b * cb for cr, cb in zip(CR, CB)) for a, b in CHROMA_TO_RGB)
 
 
 def visible_terms_weight(coord_scale: float) -> torch.Tensor:

@@ -18,6 +18,11 @@ LUMA = (0.299, 0.587, 0.114)
 SOBEL_X = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))
 SOBEL_Y = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))
 MINMAX_EPS = 1e-8
+# Cb and Cr of the official release as weights of (R, G, B) on [0, 1], offsets 0.5 left out
+CB = (-0.168736, -0.331264, 0.5)
+CR = (0.5, -0.418688, -0.081312)
+# fused RGB = fused Y + (weights of Cr, Cb) . (Cr, Cb) per output channel
+CHROMA_TO_RGB = ((1.402, 0.0), (-0.714136, -0.344136), (0.0, 1.772))
 
 
 @dataclass(frozen=True)
@@ -98,9 +103,10 @@ def sobel_minmax(y01: torch.Tensor) -> torch.Tensor:
 def ycbcr_to_rgb(y: torch.Tensor, vi_rgb01: torch.Tensor) -> torch.Tensor:
     """Recombine a fused Y with the visible Cb/Cr (full-range BT.601, offsets 0.5)."""
     r, g, b = vi_rgb01[:, 0:1], vi_rgb01[:, 1:2], vi_rgb01[:, 2:3]
-    cb = -0.168736 * r - 0.331264 * g + 0.5 * b
-    cr = 0.5 * r - 0.418688 * g - 0.081312 * b
-    return torch.cat([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], dim=1)
+    cb = CB[0] * r + CB[1] * g + CB[2] * b
+    cr = CR[0] * r + CR[1] * g + CR[2] * b
+    (r_cr, _), (g_cr, g_cb), (_, b_cb) = CHROMA_TO_RGB
+    return torch.cat([y + r_cr * cr, y + g_cb * cb + g_cr * cr, y + b_cb * cb], dim=1)
 
 
 def quadrilinear(table: torch.Tensor, coords: list[torch.Tensor]) -> torch.Tensor:
