@@ -77,8 +77,9 @@ def _io_spec(kind: str, io: str, hw: tuple[int, int] | None) -> dict[str, dict[s
     }
 
 
-def _trace(module: Any, path: Path, kind: str, io: str, opset: int, hw: tuple[int, int] | None,
-           multiple: int) -> None:
+def trace_graph(module: Any, path: Path, kind: str, io: str, opset: int, hw: tuple[int, int] | None,
+                multiple: int) -> None:
+    """Trace ``module`` to ``path`` with the package's input/output names and dynamic axes."""
     import torch
 
     h, w = hw or (TRACE_SIZE[0] - TRACE_SIZE[0] % multiple, TRACE_SIZE[1] - TRACE_SIZE[1] % multiple)
@@ -155,7 +156,7 @@ def torch_to_onnx(
              "weights_sha256": str(meta.get("weights_sha256", "")), "format": FORMAT}
     sidecar_path = out.with_suffix(".json")
     with atomic_path(out) as tmp:
-        _trace(graph_module(model, lowering_name, io), tmp, kind, io, opset, hw, multiple)
+        trace_graph(graph_module(model, lowering_name, io), tmp, kind, io, opset, hw, multiple)
         traced = onnx.load(str(tmp))
         candidates = [(_simplify(traced), True)] if simplify else []
         candidates.append((traced, False))
