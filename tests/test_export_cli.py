@@ -262,7 +262,7 @@ def test_17_node_lattice_and_fast_variant_export(name: str, no_data: dict[str, s
     assert side["config"]["nodes"] == 17 and side["size_multiple"] == 2
     if name == "gridsample":
         sides = [list(t.dims)[-1] for t in onnx.load(str(path)).graph.initializer if len(t.dims) == 4]
-        assert 513 in sides  # 17 x 17 tiles of 17 = 289 texels, padded to 2^9 + 1
+        assert 512 in sides  # 17 x 17 tiles of 17 = 289 texels, padded to 2^9
     runner = create_runner(path, "onnxruntime")
     with pytest.raises(InputError, match="multiples of 2"):
         runner.infer(np.zeros((1, 1, 31, 40), np.float32), np.zeros((1, 3, 31, 40), np.float32))
@@ -300,7 +300,7 @@ def test_default_graph_is_float32_for_every_runtime(default_onnx: Path, no_data:
     assert TensorProto.DOUBLE not in types and all(t.data_type != TensorProto.DOUBLE for t in model.graph.initializer)
     samples = [n for n in model.graph.node if n.op_type == "GridSample"]
     assert len(samples) == 1
-    assert [list(t.dims) for t in model.graph.initializer if len(t.dims) == 4 and t.dims[-1] == 257] == [[1, 4, 257, 257]]
+    assert [list(t.dims) for t in model.graph.initializer if len(t.dims) == 4 and t.dims[-1] == 256] == [[1, 4, 256, 256]]
     for target in ("tensorrt", "onnxruntime"):
         code, doc = _verdict(no_data, default_onnx, target)
         assert code == 0 and doc["verdict"] == "PASS", _failed(doc)

