@@ -111,21 +111,22 @@ class ContextGraph(nn.Module):
 COLOUR = tuple(tuple(a * cr + b * cb for cr, cb in zip(CR, CB)) for a, b in CHROMA_TO_RGB)
 
 
-def visible_terms_weight(coord_scale: float) -> torch.Tensor:
-    """(6, 3, 3, 3) weights of one Conv over the visible image (0..255) giving everything the visible
-    image contributes: the Y coordinate, the three colour offsets and the Sobel pair of Y.
+def visible_terms_weights(coord_scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weights of the three Convs that give everything the visible image (0..255) contributes:
+    (1, 3, 1, 1) its Y coordinate, (3, 3, 1, 1) the three colour offsets, and (2, 1, 3, 3) the Sobel
+    pair, taken of the Y coordinate.
 
-    Each is linear in RGB, so one small convolution replaces ~25 elementwise ops (each a full pass
-    over the image in ONNX Runtime); Sobel of Y equals Sobel of the luma-weighted channels, zero
-    padding included (zero RGB has zero Y).
+    Each is linear in RGB, so small convolutions replace ~25 elementwise ops (each a full pass over
+    the image in ONNX Runtime). They are separate Convs, not one 6-channel Conv: 1x1 Convs are plain
+    matrix products in ONNX Runtime (no im2col), only the 1-channel Sobel needs a 3x3 window, and no
+    Split has to copy the channels apart. Sobel of the Y coordinate is ``coord_scale`` x Sobel of Y,
+    zero padding included (zero RGB has zero Y), and the min-max normalisation cancels the factor.
     """
     luma = torch.tensor(LUMA, dtype=torch.float64) / 255.0
-    w = torch.zeros(6, 3, 3, 3, dtype=torch.float64)
-    w[0, :, 1, 1] = luma * coord_scale
-    w[1:4, :, 1, 1] = torch.tensor(COLOUR, dtype=torch.float64) / 255.0
-    w[4] = luma.view(3, 1, 1) * torch.tensor(SOBEL_X, dtype=torch.float64)
-    w[5] = luma.view(3, 1, 1) * torch.tensor(SOBEL_Y, dtype=torch.float64)
-    return w.float()
+    y = (luma * coord_scale).view(1, 3, 1, 1)
+    colour = (torch.tensor(COLOUR, dtype=torch.float64) / 255.0).view(3, 3, 1, 1)
+    sobel = torch.tensor([SOBEL_X, SOBEL_Y], dtype=torch.float64).view(2, 1, 3, 3)
+    return y.float(), colour.float(), sobel.float()
 
 
 class LutFuseGraph(nn.Module):
@@ -136,13 +137,18 @@ class LutFuseGraph(nn.Module):
     of its own.
     """
 
-    visible: torch.Tensor
+    luma: torch.Tensor
+    colour: torch.Tensor
+    sobel: torch.Tensor
 
     def __init__(self, model: LutFuse, lowering: str) -> None:
         super().__init__()
         self.config = model.config
         self.lookup = make_lookup(model.lut.detach(), lowering)
-        self.register_buffer("visible", visible_terms_weight(self.config.coord_scale))
+        luma, colour, sobel = visible_terms_weights(self.config.coord_scale)
+        self.register_buffer("luma", luma)
+        self.register_buffer("colour", colour)
+        self.register_buffer("sobel", sobel)
         self.top = float(self.config.nodes - 1)
         scale = float(self.config.context_scale)
         self.pool = 1
@@ -154,18 +160,19 @@ class LutFuseGraph(nn.Module):
         self.context = ContextGraph(model.context)
 
     def context_map(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([vi, ir], dim=1)
         if self.pool == 1:
-            return self.context(x)
-        small = self.context(F.avg_pool2d(x, self.pool))
-        return F.interpolate(small, size=x.shape[2:], mode="bilinear", align_corners=False)
+            return self.context(torch.cat([vi, ir], dim=1))
+        # pooled before they are joined: the same values, without a full-size 4-channel copy
+        small = self.context(torch.cat([F.avg_pool2d(vi, self.pool), F.avg_pool2d(ir, self.pool)], dim=1))
+        return F.interpolate(small, size=ir.shape[2:], mode="bilinear", align_corners=False)
 
     def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         scale = self.config.coord_scale
-        y, colour, sobel = torch.split(F.conv2d(vi, self.visible, padding=1), [1, 3, 2], dim=1)
-        mag = torch.sqrt(_SumSquares.apply(sobel, 1))
+        y = F.conv2d(vi, self.luma)
+        colour = F.conv2d(vi, self.colour)
+        mag = torch.sqrt(_SumSquares.apply(F.conv2d(y, self.sobel, padding=1), 1))  # coord_scale x |Sobel Y|
         lo = torch.amin(mag, dim=(2, 3), keepdim=True)
-        span = (torch.amax(mag, dim=(2, 3), keepdim=True) - lo + MINMAX_EPS) / scale
+        span = (torch.amax(mag, dim=(2, 3), keepdim=True) - lo + MINMAX_EPS * scale) / scale
         parts = [y, (mag - lo) / span, self.context_map(ir, vi) * scale, ir * (scale / 255.0)]
         coords = [torch.clamp(p, 0.0, self.top) for p in parts]
         return self.lookup(coords) + colour
