@@ -130,6 +130,8 @@ def test_default_export_parses_and_builds(rtx: ModuleType, export: Callable[[str
         for layer in grids:
             layer.__class__ = rtx.IGridSampleLayer  # the parser hands out the base class
             assert layer.interpolation_mode == rtx.InterpolationMode.LINEAR, layer.name
+            # the lowering's sampling convention (ONNX padding_mode=zeros, align_corners=0) survives the parser
+            assert layer.sample_mode == rtx.SampleMode.FILL and not layer.align_corners, layer.name
     else:
         assert not grids
     built = _build(rtx, onnx, info, _plan("fp32", info))
