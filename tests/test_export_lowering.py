@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from lutfuse_deploy.errors import ExportError
 from lutfuse_deploy.export import lowering
-from lutfuse_deploy.export.graph import LutFuseGraph, RobustInstanceNorm, graph_module
+from lutfuse_deploy.export.graph import LutFuseGraph, RobustInstanceNorm, SingleOutputConv3x3, graph_module
 from lutfuse_deploy.export.parity import to_uint8 as parity_to_uint8
 from lutfuse_deploy.models.lut import LutFuseConfig, analytic_lutfuse, analytic_table, quadrilinear
 from lutfuse_deploy.runtime.torch import to_uint8
@@ -125,3 +127,13 @@ def test_parity_uint8_convention_is_the_runtime_one() -> None:
     x = np.random.default_rng(0).normal(0.5, 0.6, size=(2, 3, 17, 19)).astype(np.float32)
     x[0, 0, 0, :4] = [0.5 / 255, 1.5 / 255, -0.1, 1.2]  # ties and out-of-range values
     assert np.array_equal(parity_to_uint8(x), to_uint8(x))
+
+
+def test_single_output_conv_equals_the_conv_it_replaces() -> None:
+    conv = torch.nn.Conv2d(16, 1, 3, padding=1).double()
+    rewritten = SingleOutputConv3x3(copy.deepcopy(conv)).double()
+    x = torch.randn(2, 16, 13, 17, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert float((rewritten(x) - conv(x)).abs().max()) <= 1e-12  # the border (zero padding) included
+    with pytest.raises(ExportError, match="head"):
+        SingleOutputConv3x3(torch.nn.Conv2d(16, 2, 3, padding=1))
