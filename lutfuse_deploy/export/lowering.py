@@ -25,8 +25,8 @@ upper corner is clamped to ``n - 1`` anyway). The atlas is padded to a power of 
 16 nodes, 512 for 17, replicating the last row and column) and sampled with ``align_corners=0``, so
 the grid is ``(2p + 1) / 2^k - 1``: every scale is a power of two and positions survive the round
 trip through [-1, 1] with only the sums rounding. ``padding_mode=zeros`` with ``align_corners=0`` is
-ONNX Runtime's fast GridSample path (1.65x faster than ``border``/``align_corners=1``, measured with
-4 channels at 640x480); nothing is read outside the atlas with a non-zero weight, so the padding mode
+ONNX Runtime's fast GridSample path (1.45-1.65x faster than ``border``/``align_corners=1`` with 4
+channels at 640x480, ``tools/gridsample_paths.py``); nothing is read outside the atlas with a non-zero weight, so the padding mode
 does not change the result.
 
 Gather (``--lowering gather``): an ``(n^4, 16)`` table holding each cell's 16 corners (upper corners
