@@ -12,8 +12,8 @@ GridSample atlas (``--lowering gridsample``), for an ``n``-node table with axes 
 so tile ``(y_i, c_k)`` sits at rows ``y_i*n ...`` and columns ``c_k*n ...``; inside a tile the row is
 ``g`` and the column is ``ir``. The atlas has four channels, one per corner of the two *outer* axes
 (y, c): channel ``2*dy + dc`` holds the table shifted by ``(dy, dc)`` cells, the shift clamped at the
-last node (``hi = min(lo + 1, n - 1)``). One rank-4 bilinear ``GridSample(align_corners=1,
-padding_mode=border)`` at the ``(y_lo, c_lo)`` tile therefore reads all four corners at once and
+last node (``hi = min(lo + 1, n - 1)``). One rank-4 bilinear ``GridSample(align_corners=0,
+padding_mode=zeros)`` at the ``(y_lo, c_lo)`` tile therefore reads all four corners at once and
 interpolates the two *inner* axes (g, ir); two exact lerps whose weights are ``x - floor(x)`` finish
 y and c. One 4-channel call instead of four 1-channel ones: ONNX Runtime's CPU GridSample
 parallelises over batch x channels only, and TensorRT fuses either into one layer. The context axis c
