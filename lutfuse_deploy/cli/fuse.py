@@ -11,6 +11,7 @@ import click
 
 from lutfuse_deploy.cli import cli
 from lutfuse_deploy.cli.video import fuse_videos, tanh_given, video_options, video_run
+from lutfuse_deploy.runtime.openvino import PRECISIONS as OPENVINO_PRECISIONS
 
 if TYPE_CHECKING:
     from lutfuse_deploy.runtime.base import Runner
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
               help="Output folder for NAME.png, or a file NAME.png when --ir and --vi are one pair.")
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime", "openvino", "tensorrt"]), default="torch",
               show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(list(OPENVINO_PRECISIONS)), default="fp32", show_default=True,
               help="openvino only: bf16 is faster on CPUs with bfloat16 units; its error against fp32 is "
               "measured and printed at load.")
 @click.option("--save-float", is_flag=True, help="Also write the raw output as NAME.npy (unclamped).")

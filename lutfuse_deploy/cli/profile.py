@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from lutfuse_deploy.cli import cli
+from lutfuse_deploy.runtime.openvino import PRECISIONS as OPENVINO_PRECISIONS
 
 DEFAULT_RESOLUTIONS = "640x480,800x600,1280x1024,1280x720,1920x1080"
 
@@ -92,7 +93,7 @@ Examples:
 )
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "bf16"]),
+    type=click.Choice(list(OPENVINO_PRECISIONS)),
     default="fp32",
     show_default=True,
     help="OpenVINO runners' precision; bf16's error against fp32 is measured and printed at load.",
