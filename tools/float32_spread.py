@@ -26,15 +26,9 @@ def centred_exact_norm(centring: str):  # noqa: ANN201 - returns an nn.Module cl
     """A RobustInstanceNorm stand-in with float64 statistics and the given float32 centring value."""
     import torch
 
-    from lutfuse_deploy.export.graph import mean_hw
+    from lutfuse_deploy.export.graph import RobustInstanceNorm, mean_hw
 
-    class ExactStatsNorm(torch.nn.Module):
-        def __init__(self, norm: torch.nn.InstanceNorm2d) -> None:
-            super().__init__()
-            self.eps = float(norm.eps)
-            self.weight = torch.nn.Parameter(norm.weight.detach().clone().view(1, -1, 1, 1), requires_grad=False)
-            self.bias = torch.nn.Parameter(norm.bias.detach().clone().view(1, -1, 1, 1), requires_grad=False)
-
+    class ExactStatsNorm(RobustInstanceNorm):  # the shipped norm's parameters, other statistics
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if centring == "exact mean":
                 m = x.double().mean(dim=(2, 3), keepdim=True).float()
