@@ -32,7 +32,7 @@ def cli() -> None:
 
 
 # Command modules register themselves on ``cli``; listed here so the order of --help is stable.
-_COMMAND_MODULES = ("models", "fuse", "evaluate", "profile", "engine", "demo", "train", "export")
+_COMMAND_MODULES = ("models", "fuse", "evaluate", "profile", "engine", "demo", "train", "export", "calibrate")
 
 
 def _register() -> None:
