@@ -84,6 +84,12 @@ def plan_outputs(pairs: list[ImagePair], out: str | Path, save_float: bool = Fal
     return [(out / f"{p.name}.png", out / f"{p.name}.npy" if save_float else None) for p in pairs]
 
 
+def rig_sizes(runner: Runner) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The (W, H) of each camera a rig-carrying runner takes, or None (both frames one size)."""
+    rig = runner.rig
+    return None if rig is None else (tuple(rig.ir_size), tuple(rig.vi_size))
+
+
 def fuse_pairs(
     runner: Runner,
     pairs: list[ImagePair],
@@ -112,7 +118,7 @@ def fuse_pairs(
         for pair, (png, npy) in zip(bar, targets):
             t0 = time.perf_counter()
             try:
-                ir, vi = load_pair(pair, vi_mode=vi_mode, ir16=ir16)
+                ir, vi = load_pair(pair, vi_mode=vi_mode, ir16=ir16, sizes=rig_sizes(runner))
                 t_ir, t_vi = prepare(ir, vi, runner.io)
                 t1 = time.perf_counter()
                 fused = runner.infer(t_ir, t_vi)[0]

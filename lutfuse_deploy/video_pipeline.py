@@ -164,9 +164,14 @@ class Sink(Generic[T]):
         self._raise()
 
 
-def check_streams(ir: VideoInfo, vi: VideoInfo, resample_to: str | None) -> Fraction:
-    """Refuse what cannot be paired before decoding anything; returns the output frame rate."""
-    if (ir.width, ir.height) != (vi.width, vi.height):
+def check_streams(ir: VideoInfo, vi: VideoInfo, resample_to: str | None, rig: Any = None) -> Fraction:
+    """Refuse what cannot be paired before decoding anything; returns the output frame rate. With a
+    rig the two streams are each camera's own size."""
+    if rig is not None:
+        for info, (w, h), role in ((ir, rig.ir_size, "IR"), (vi, rig.vi_size, "visible")):
+            if (info.width, info.height) != (w, h):
+                raise InputError(f"{info.path.name} is {info.size}, the rig's {role} camera is {w}x{h}")
+    elif (ir.width, ir.height) != (vi.width, vi.height):
         raise InputError(f"{ir.path.name} is {ir.size} but {vi.path.name} is {vi.size}: "
                          "the streams must have the same frame size")
     if resample_to is None:
@@ -192,13 +197,14 @@ def fuse_video(runner: Runner, ir_path: str | Path, vi_path: str | Path, out_pat
     """Fuse ``ir_path`` with ``vi_path`` into ``out_path`` (container from its suffix) at the input rate."""
     opts = options or VideoOptions()
     ir, vi = probe(ir_path), probe(vi_path)
-    rate = check_streams(ir, vi, opts.resample_to)
+    rate = check_streams(ir, vi, opts.resample_to, runner.rig)
+    out_w, out_h = runner.rig.out_size if runner.rig is not None else (ir.width, ir.height)
     out = Path(out_path)
     if out.resolve() in (ir.path.resolve(), vi.path.resolve()):
         raise InputError(f"--out {out} is one of the inputs")
     summary = VideoSummary(rate=rate)
     with ffmpeg_errors(), atomic_path(out) as tmp, frames_folder(opts.save_frames) as frames_dir:
-        writer = VideoWriter(tmp, rate, ir.width, ir.height, opts.encoder, opts.crf, opts.bitrate, opts.pix_fmt)
+        writer = VideoWriter(tmp, rate, out_w, out_h, opts.encoder, opts.crf, opts.bitrate, opts.pix_fmt)
         try:
             _run(runner, ir, vi, writer, frames_dir, opts, summary, progress)
             writer.close()
@@ -239,7 +245,7 @@ def _run(runner: Runner, ir: VideoInfo, vi: VideoInfo, writer: VideoWriter, fram
     try:
         with runner:
             for index, (a, b) in enumerate(pairs):
-                if a.shape[:2] != b.shape[:2]:
+                if runner.rig is None and a.shape[:2] != b.shape[:2]:
                     raise InputError(f"frame {index}: {ir.path.name} is {a.shape[1]}x{a.shape[0]} but "
                                      f"{vi.path.name} is {b.shape[1]}x{b.shape[0]}")
                 t_ir, t_vi = prepare(a, b, runner.io)

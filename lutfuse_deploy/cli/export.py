@@ -31,13 +31,16 @@ PathArg = click.Path(path_type=Path)
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim.")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
               help="ONNX Runtime threads for the parity check.")
+@click.option("--rig", type=PathArg, default=None,
+              help="A rig file (calibrate): the graph takes each camera's raw frame at its native size and warps "
+                   "the IR into the visible camera's geometry inside the graph.")
 @click.option("--triton", "triton_repo", type=PathArg, default=None, metavar="REPO",
               help="Also write a Triton model repository: REPO/<FILE stem>/config.pbtxt and 1/model.onnx.")
 @click.option("--triton-max-batch", type=click.IntRange(min=0), default=8, show_default=True,
               help="Triton max_batch_size (dynamic batching; 0 = none). Ignored for a static-batch graph.")
 def export_cmd(model: Path, out: Path, opset: int, lowering: str, io: str, height: int | None, width: int | None,
-               dynamic: bool, allow_opset: bool, no_simplify: bool, threads: int, triton_repo: Path | None,
-               triton_max_batch: int) -> None:
+               dynamic: bool, allow_opset: bool, no_simplify: bool, threads: int, rig: Path | None,
+               triton_repo: Path | None, triton_max_batch: int) -> None:
     """Export a checkpoint to ONNX: one float32 graph from (ir, vi) to fused, checked and verified.
 
     The same graph runs in ONNX Runtime, OpenVINO and TensorRT (build-engine takes it as is). Before
@@ -51,30 +54,38 @@ def export_cmd(model: Path, out: Path, opset: int, lowering: str, io: str, heigh
       lutfuse-deploy export --model lutfuse_deploy/pretrained/lutfuse.safetensors -o lut-gather.onnx --lowering gather
       lutfuse-deploy export --model lutfuse_deploy/pretrained/mini.safetensors -o mini.onnx --height 480 --width 640
       lutfuse-deploy export --model lutfuse_deploy/pretrained/lutfuse.safetensors -o lut.onnx --triton models
+      lutfuse-deploy export --model lutfuse_deploy/pretrained/lutfuse.safetensors -o lut-rig.onnx --rig rig.yaml
     """
     from lutfuse_deploy.export.onnx import torch_to_onnx
     from lutfuse_deploy.io.files import check_outputs
 
-    check_outputs(files=[out, out.with_suffix(".json")], inputs=[model])
+    check_outputs(files=[out, out.with_suffix(".json")], inputs=[model] + ([rig] if rig else []))
     if triton_repo is not None:
         from lutfuse_deploy.export.triton import model_config_pb2
 
         model_config_pb2()  # a missing tritonclient fails here, before the export
     path = torch_to_onnx(model, out, opset=opset, lowering=lowering, io=io, height=height, width=width,
                          dynamic=dynamic, simplify=not no_simplify, allow_opset_override=allow_opset,
-                         threads=threads)
+                         threads=threads, rig=rig)
     side = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     parity = side["parity"]
     worst = (f"max abs {parity['max_abs']:.3g} ({parity['worst_fraction_of_bound']:.0%} of its bound), "
              if parity["max_abs"] is not None else "")
     click.echo(f"wrote {path} ({side['kind']}, opset {side['opset']}, lowering {side['lowering']}, io {side['io']}, "
-               f"{'dynamic' if side['dynamic'] else 'static'}); parity vs float64 truth over "
+               f"{_shape_words(side)}); parity vs float64 truth over "
                f"{len(parity['inputs'])} inputs: {worst}8-bit within {parity['max_lsb']} LSB")
     if triton_repo is not None:
         from lutfuse_deploy.export.triton import onnx_repository
 
         folder = onnx_repository(path, triton_repo, max_batch_size=triton_max_batch)
         click.echo(f"wrote Triton model {folder} (config.pbtxt, 1/model.onnx)")
+
+
+def _shape_words(side: dict) -> str:
+    if "rig" in side:
+        ir, vi, out = (side["inputs"]["ir"]["shape"], side["inputs"]["vi"]["shape"], side["outputs"]["fused"]["shape"])
+        return f"rig: ir {ir[3]}x{ir[2]} + vi {vi[3]}x{vi[2]} -> {out[3]}x{out[2]}"
+    return "dynamic" if side["dynamic"] else "static"
 
 
 @cli.command("check-onnx")

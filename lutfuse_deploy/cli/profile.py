@@ -127,6 +127,10 @@ Examples:
 @click.option("--budget", "budget_path", type=click.Path(dir_okay=False), help="Budgets YAML to gate on.")
 @click.option("--no-memory-check", is_flag=True,
               help="Run even when the estimated peak memory at the largest size exceeds the available memory.")
+@click.option("--rig", "rig_path", type=click.Path(dir_okay=False), default=None, metavar="RIG.yaml",
+              help="Time raw frames of a two-camera rig: torch lanes run behind the rig's warp, rig graphs take "
+                   "the cameras' sizes; --resolutions defaults to the rig's visible size (lanes without a rig "
+                   "run there on frames of one size: the cost of the warp, side by side).")
 def profile_command(
     models: tuple[str, ...],
     backends: tuple[str, ...],
@@ -145,6 +149,7 @@ def profile_command(
     plot_path: str | None,
     budget_path: str | None,
     no_memory_check: bool,
+    rig_path: str | None,
 ) -> None:
     """Measure latency of one or more models/backends side by side, on the same inputs."""
     import importlib.util
@@ -161,6 +166,11 @@ def profile_command(
     check_outputs(files=[p for p in (json_path, plot_path) if p],
                   inputs=[*models, *([budget_path] if budget_path else [])])
     settings = Settings(warmup=warmup, iters=iters, duration=duration)
+    source = click.get_current_context().get_parameter_source("resolutions")
+    if rig_path is not None and source is click.core.ParameterSource.DEFAULT:
+        from lutfuse_deploy.rig.file import load_rig
+
+        resolutions = "{}x{}".format(*load_rig(rig_path).vi_size)
     sizes = parse_resolutions(resolutions)
     pairs = pair_models(list(models), split_backends(backends))
     budgets = load_budgets(budget_path) if budget_path else None  # fail on a bad file before timing
@@ -185,6 +195,7 @@ def profile_command(
             precision=precision,
             quiet_only=quiet_only,
             memory_check=not no_memory_check,
+            rig=rig_path,
         )
     for note in run.notes:
         progress(note)
@@ -203,7 +214,7 @@ def profile_command(
             checks=run.checks, budget_file=budget_path,
             run={"pairs": [{"model": m, "backend": b} for m, b in pairs], "device": device,
                  "threads": run.threads, "threads_auto": run.threads_note, "precision": precision,
-                 "quiet_only": quiet_only, "resolutions": [str(r) for r in sizes]},
+                 "quiet_only": quiet_only, "resolutions": [str(r) for r in sizes], "rig": rig_path},
         )  # fmt: skip
         report.write_json(json_path, doc)
         console.print(f"wrote {json_path}")

@@ -117,6 +117,10 @@ def _calibration(
 ) -> calib.CalibrationSet | None:
     if req.calib is None or not needed:
         return None
+    if info.rig_hw is not None:
+        raise EngineError(f"{info.path.name} is a rig graph (IR and visible of two sizes): INT8 calibration "
+                          "data is one size per pair, so it is not supported for rig graphs yet; build fp16 "
+                          "or fp32")
     return calib.load_calibration(req.calib, vi_channels=info.vi_channels, hw=hw)
 
 
@@ -131,7 +135,7 @@ def build_engine(req: BuildRequest) -> BuildResult:
     model = req.name or info.model_name
     check_name(model, "model name (set it with --name)")
     notes: list[str] = []
-    shapes = _profile(req, target, notes)
+    shapes = _profile(req, target, notes, info.static_hw if info.rig_hw else None)
     check_shapes(info, shapes)
     precision = req.precision or target.default_precision
     workspace = _workspace(req, target, info, shapes, notes)
@@ -189,9 +193,14 @@ def build_engine(req: BuildRequest) -> BuildResult:
     return result
 
 
-def _profile(req: BuildRequest, target: Target, notes: list[str]) -> ShapeProfile:
+def _profile(req: BuildRequest, target: Target, notes: list[str],
+             rig_hw: tuple[int, int] | None = None) -> ShapeProfile:
     """``--shapes`` or the target's; a DLA runs one size only (min = opt = max), else every layer
-    would silently fall back to the GPU, so DLA builds get a static profile."""
+    would silently fall back to the GPU, so DLA builds get a static profile. A rig graph has one size
+    (the rig's), which is its profile unless --shapes says otherwise (and is then refused)."""
+    if rig_hw is not None and not req.shapes:
+        notes.append(f"rig graph: static profile {size_text(rig_hw)} (WxH, the visible camera's size)")
+        return ShapeProfile(rig_hw, rig_hw, rig_hw)
     shapes = parse_shapes(req.shapes) if req.shapes else target.default_shapes
     if req.dla_core is None or shapes.is_static:
         return shapes
@@ -352,6 +361,7 @@ def _build_here(
             dla_core=spec.dla_core,
             compatibility=spec.compatibility,
             layer_report=tmp / spec.layers_name,
+            input_hw=spec.info.rig_hw,
         )
         if cache_file is not None and cache_file.is_file():
             shutil.copyfile(cache_file, tmp / CALIB_CACHE)  # lets the bundle's trtexec line reuse the scales

@@ -130,7 +130,8 @@ def engine_repository(engine: str | Path, manifest: dict[str, Any], onnx_path: s
         raise ExportError("the engine's manifest has no shapes {min, max: {width, height}}") from None
 
     def engine_dims(t: Tensor) -> Tensor:
-        return Tensor(t.name, t.data_type, (1, t.dims[1], *hw))
+        fixed = len(t.dims) == 4 and min(t.dims[2:]) > 0  # a rig graph's inputs keep their cameras' sizes
+        return Tensor(t.name, t.data_type, (1, t.dims[1], *(t.dims[2:] if fixed else hw)))
 
     inputs, outputs = [engine_dims(t) for t in inputs], [engine_dims(t) for t in outputs]
     name = _name(name or Path(engine).stem)

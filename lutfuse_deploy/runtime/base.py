@@ -5,7 +5,9 @@ The base class owns activate/deactivate, ``with`` and the input checks; a backen
 arrays so results compare directly:
 
 * inputs ``ir`` N x 1 x H x W and ``vi`` N x C x H x W (C = 3 for ``lutfuse``, 1 for MMDRFuse),
-  float32 on 0..255 (``io == "float"``) or uint8 (``io == "uint8"``);
+  float32 on 0..255 (``io == "float"``) or uint8 (``io == "uint8"``); a runner that carries a rig
+  (``rig``: a graph exported with ``--rig``, or a checkpoint run with one) takes each camera's raw
+  frame at the rig's sizes instead and returns the fused frame at the rig's output size;
 * output ``fused``: N x 3 x H x W on the [0, 1] scale, unclamped (``lutfuse``), or N x 1 x H x W raw
   tanh (MMDRFuse), float32; uint8 io returns uint8 (clamped, rounded).
 """
@@ -28,6 +30,15 @@ def vi_channels(kind: str) -> int:
     return 3 if kind == "lutfuse" else 1
 
 
+def check_rig_sizes(rig: Any, ir_shape: tuple[int, ...], vi_shape: tuple[int, ...]) -> None:
+    """Raw frames of a rig must be the cameras' sizes (H, W are the last two dims)."""
+    if ir_shape[0] != vi_shape[0]:
+        raise InputError(f"ir and vi batches differ ({ir_shape[0]} and {vi_shape[0]})")
+    for name, shape, (w, h) in (("ir", ir_shape, rig.ir_size), ("vi", vi_shape, rig.vi_size)):
+        if tuple(shape[-2:]) != (h, w):
+            raise InputError(f"{name} frame is {shape[-1]}x{shape[-2]}, the rig's {name} camera is {w}x{h}")
+
+
 class Runner(ABC):
     """Load once, run many times; ``with runner:`` activates and releases resources."""
 
@@ -37,6 +48,7 @@ class Runner(ABC):
         self.kind: str = ""
         self.io: str = "float"
         self.metadata: dict[str, Any] = {}
+        self.rig: Any = None  # a ``rig.file.Rig`` when the runner takes raw frames of two cameras
         self.is_active = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -73,7 +85,9 @@ class Runner(ABC):
                 raise InputError(f"{name}: expected N x {ch} x H x W, got shape {tuple(arr.shape)}")
             if arr.dtype != want:
                 raise InputError(f"{name}: expected {np.dtype(want).name}, got {arr.dtype}")
-        if ir.shape[0] != vi.shape[0] or ir.shape[2:] != vi.shape[2:]:
+        if self.rig is not None:
+            check_rig_sizes(self.rig, ir.shape, vi.shape)
+        elif ir.shape[0] != vi.shape[0] or ir.shape[2:] != vi.shape[2:]:
             raise InputError(f"ir {tuple(ir.shape)} and vi {tuple(vi.shape)} differ in batch or size")
         if min(ir.shape[2:]) < 3:
             raise InputError(f"image {ir.shape[3]}x{ir.shape[2]} is smaller than 3x3")
