@@ -198,3 +198,20 @@ def test_triton_repository_keeps_each_camera_size(graphs: dict[str, Path], tmp_p
     blocks = {name: [int(d) for d in re.findall(r"-?\d+", dims)]
               for name, dims in re.findall(r'name: "(\w+)"\s+data_type: \w+((?:\s+dims: -?\d+)+)', text)}
     assert blocks == {"ir": [1, 40, 48], "vi": [1, 56, 64], "fused": [1, 56, 64]}
+
+
+def test_fuse_videos_of_two_sizes_through_the_rig(rig_file: Path, tmp_path: Path):
+    from tests.video_helpers import make_video, read_video
+
+    make_video(tmp_path / "ir.mp4", 4, w=48, h=40, seed=1)
+    make_video(tmp_path / "vi.mp4", 4, w=64, h=56, seed=2)
+    proc = run_cli("fuse", "--model", PRETRAINED / "mini.safetensors", "--rig", rig_file, "--ir", tmp_path / "ir.mp4",
+                   "--vi", tmp_path / "vi.mp4", "--out", tmp_path / "out.mp4", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    frames, _ = read_video(tmp_path / "out.mp4")
+    assert len(frames) == 4 and frames[0].shape[:2] == (56, 64)
+    # without the rig, two sizes are refused before anything is decoded
+    proc = run_cli("fuse", "--model", PRETRAINED / "mini.safetensors", "--ir", tmp_path / "ir.mp4",
+                   "--vi", tmp_path / "vi.mp4", "--out", tmp_path / "bad.mp4", "--quiet")
+    assert_one_line_error(proc, "same frame size")
+    assert not (tmp_path / "bad.mp4").exists()
