@@ -61,9 +61,10 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
     frame and the fused frames encoded at the input's rate (the Video options; docs/usage.md, Video).
     """
     from lutfuse_deploy.errors import InputError
+    from lutfuse_deploy.fuse.pipeline import fuse_pairs
+    from lutfuse_deploy.fuse.sinks import plan_outputs
     from lutfuse_deploy.io.files import check_outputs
     from lutfuse_deploy.io.images import find_pairs
-    from lutfuse_deploy.pipeline import fuse_pairs, plan_outputs
 
     if precision != "fp32" and backend != "openvino":
         raise InputError(f"--precision {precision} is for --backend openvino")
