@@ -93,7 +93,8 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         click.echo(f"{len(summary.done)} fused, {len(summary.failed)} failed; mean {summary.mean_model_ms:.2f} ms "
-                   f"per pair in the model ({summary.mean_total_ms:.2f} ms with reading and writing) -> {out}")
+                   f"per pair in the model, {summary.mean_total_ms:.2f} ms per pair wall time (reading and writing "
+                   f"overlapped) -> {out}")
     if summary.failed or not summary.done:
         sys.exit(1)
 

@@ -14,7 +14,7 @@ T = TypeVar("T")
 QUEUE_FRAMES = 4  # per stage: enough to hide jitter, small enough for 4K frames
 
 
-class Background(Generic[T]):
+class ReadAhead(Generic[T]):
     """Run an iterator in a thread and hand its items over a bounded queue; errors re-raise here."""
 
     def __init__(self, items: Iterable[T], name: str, maxsize: int = QUEUE_FRAMES) -> None:
@@ -60,8 +60,8 @@ class Background(Generic[T]):
         self._thread.join(timeout=10)
 
 
-class Sink(Generic[T]):
-    """The consumer twin of ``Background``: ``put`` items, a thread applies ``consume`` in order."""
+class WriteBehind(Generic[T]):
+    """The consumer twin of ``ReadAhead``: ``put`` items, a thread applies ``consume`` in order."""
 
     def __init__(self, consume: Callable[[T], None], name: str, maxsize: int = QUEUE_FRAMES) -> None:
         self._items: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize)

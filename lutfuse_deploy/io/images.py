@@ -100,10 +100,14 @@ def read_vi(path: str | Path, mode: str = "RGB") -> np.ndarray:
     return np.asarray(rgb if mode == "RGB" else rgb.convert("L"), dtype=np.uint8)
 
 
+def read_pair(pair: ImagePair, vi_mode: str = "RGB", ir16: str = "refuse") -> tuple[np.ndarray, np.ndarray]:
+    """Read one pair, sizes unchecked: whether they fit together is the fusing runner's rule."""
+    return read_ir(pair.ir, ir16=ir16), read_vi(pair.vi, mode=vi_mode)
+
+
 def load_pair(pair: ImagePair, vi_mode: str = "RGB", ir16: str = "refuse") -> tuple[np.ndarray, np.ndarray]:
     """Read one pair and check that it can be fused (same size, at least 3 x 3)."""
-    ir = read_ir(pair.ir, ir16=ir16)
-    vi = read_vi(pair.vi, mode=vi_mode)
+    ir, vi = read_pair(pair, vi_mode=vi_mode, ir16=ir16)
     if ir.shape[:2] != vi.shape[:2]:
         raise InputError(
             f"{pair.name}: size mismatch, ir {pair.ir.name} is {ir.shape[1]}x{ir.shape[0]} but "

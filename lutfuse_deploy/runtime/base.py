@@ -23,6 +23,12 @@ INPUT_NAMES = ("ir", "vi")
 OUTPUT_NAME = "fused"
 
 
+def same_size(ir: tuple[int, int], vi: tuple[int, int]) -> str | None:
+    """Why an IR and a visible image of these (width, height) cannot be fused, or None: the model
+    fuses pixel (x, y) of one with pixel (x, y) of the other, so the sizes must be equal."""
+    return None if ir == vi else "IR and visible must have the same size"
+
+
 def vi_channels(kind: str) -> int:
     """Visible channels a model kind takes: RGB for LUT-Fuse, gray for MMDRFuse."""
     return 3 if kind == "lutfuse" else 1
@@ -56,6 +62,12 @@ class Runner(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.deactivate()
+
+    def check_pair_sizes(self, ir: tuple[int, int], vi: tuple[int, int]) -> str | None:
+        """Why this runner cannot fuse an IR image of (width, height) ``ir`` with a visible one of
+        ``vi``, or None. Readers ask before fusing, so a pair is refused with its files named. Equal
+        sizes here; a runner that warps the IR onto the visible camera (a rig) accepts other sizes."""
+        return same_size(ir, vi)
 
     # -- inference -------------------------------------------------------------------------------
     def infer(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
