@@ -18,20 +18,14 @@ from video_helpers import audio_only, make_gray16_video, make_video, read_video,
 
 from lutfuse_deploy.cli import main
 from lutfuse_deploy.errors import InputError
+from lutfuse_deploy.fuse.convert import prepare, to_8bit
+from lutfuse_deploy.fuse.pairing import Pairing, pair_by_index, pair_by_time
+from lutfuse_deploy.fuse.pipeline import VideoOptions, fuse_video
+from lutfuse_deploy.fuse.sources import check_streams
 from lutfuse_deploy.io.images import normalise_16bit
-from lutfuse_deploy.io.video import (
-    Pairing,
-    VideoInfo,
-    decode,
-    ffmpeg_errors,
-    pair_by_index,
-    pair_by_time,
-    probe,
-)
+from lutfuse_deploy.io.video import VideoInfo, decode, ffmpeg_errors, probe
 from lutfuse_deploy.paths import pretrained_dir
-from lutfuse_deploy.pipeline import prepare, to_8bit
 from lutfuse_deploy.runtime import create_runner
-from lutfuse_deploy.video_pipeline import VideoOptions, check_streams, fuse_video
 
 LUT = pretrained_dir() / "lutfuse.safetensors"
 MINI = pretrained_dir() / "mini.safetensors"

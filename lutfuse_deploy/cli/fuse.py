@@ -68,9 +68,10 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
     frame and the fused frames encoded at the input's rate (the Video options; docs/usage.md, Video).
     """
     from lutfuse_deploy.errors import InputError
+    from lutfuse_deploy.fuse.pipeline import fuse_pairs
+    from lutfuse_deploy.fuse.sinks import plan_outputs
     from lutfuse_deploy.io.files import check_outputs
     from lutfuse_deploy.io.images import find_pairs
-    from lutfuse_deploy.pipeline import fuse_pairs, plan_outputs
 
     if precision != "fp32" and backend != "openvino":
         raise InputError(f"--precision {precision} is for --backend openvino")
@@ -99,7 +100,8 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         click.echo(f"{len(summary.done)} fused, {len(summary.failed)} failed; mean {summary.mean_model_ms:.2f} ms "
-                   f"per pair in the model ({summary.mean_total_ms:.2f} ms with reading and writing) -> {out}")
+                   f"per pair in the model, {summary.mean_total_ms:.2f} ms per pair wall time (reading and writing "
+                   f"overlapped) -> {out}")
     if summary.failed or not summary.done:
         sys.exit(1)
 

@@ -100,18 +100,14 @@ def read_vi(path: str | Path, mode: str = "RGB") -> np.ndarray:
     return np.asarray(rgb if mode == "RGB" else rgb.convert("L"), dtype=np.uint8)
 
 
-def load_pair(pair: ImagePair, vi_mode: str = "RGB", ir16: str = "refuse",
-              sizes: tuple[tuple[int, int], tuple[int, int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Read one pair and check that it can be fused: the same size, at least 3 x 3; or, with ``sizes``
-    (a rig's IR and visible (W, H)), each camera's own size."""
-    ir = read_ir(pair.ir, ir16=ir16)
-    vi = read_vi(pair.vi, mode=vi_mode)
-    if sizes is not None:
-        for path, image, (w, h), role in ((pair.ir, ir, sizes[0], "IR"), (pair.vi, vi, sizes[1], "visible")):
-            if image.shape[:2] != (h, w):
-                raise InputError(f"{pair.name}: {role} frame {path.name} is {image.shape[1]}x{image.shape[0]}, "
-                                 f"the rig's {role} camera is {w}x{h}")
-        return ir, vi
+def read_pair(pair: ImagePair, vi_mode: str = "RGB", ir16: str = "refuse") -> tuple[np.ndarray, np.ndarray]:
+    """Read one pair, sizes unchecked: whether they fit together is the fusing runner's rule."""
+    return read_ir(pair.ir, ir16=ir16), read_vi(pair.vi, mode=vi_mode)
+
+
+def load_pair(pair: ImagePair, vi_mode: str = "RGB", ir16: str = "refuse") -> tuple[np.ndarray, np.ndarray]:
+    """Read one pair and check that it can be fused (same size, at least 3 x 3)."""
+    ir, vi = read_pair(pair, vi_mode=vi_mode, ir16=ir16)
     if ir.shape[:2] != vi.shape[:2]:
         raise InputError(
             f"{pair.name}: size mismatch, ir {pair.ir.name} is {ir.shape[1]}x{ir.shape[0]} but "

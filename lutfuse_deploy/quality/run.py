@@ -9,7 +9,7 @@ writes ``docs/quality.md`` (tables, targets, student-teacher fidelity, noise in 
 measured against the official model of its kind.
 
 Conventions, the same for every row: each pair is cropped to even height and width (the MMDRFuse
-teacher needs it), outputs go through ``pipeline.to_8bit`` (LUT-Fuse: clamp; MMDRFuse tanh: the
+teacher needs it), outputs go through ``fuse.convert.to_8bit`` (LUT-Fuse: clamp; MMDRFuse tanh: the
 ``--tanh-map``, default per-image min-max as the official test script and ``fuse`` do), RGB outputs
 become gray with PIL's luma, as ``evaluate`` reads them.
 """
@@ -101,8 +101,8 @@ def _pairs(root: Path, ir_sub: str, vi_sub: str, limit: int | None) -> list:
 
 def _fuse(model, ir: np.ndarray, rgb: np.ndarray, tanh_map: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(8-bit image as written by ``fuse``, {"written": its gray, "clip": gray of the [0, 1] clip})."""
+    from lutfuse_deploy.fuse.convert import to_8bit
     from lutfuse_deploy.metrics.fusion import to_gray
-    from lutfuse_deploy.pipeline import to_8bit
     from lutfuse_deploy.train.validate import fused_output
 
     out = fused_output(model, ir, rgb)

@@ -25,18 +25,32 @@ INPUT_NAMES = ("ir", "vi")
 OUTPUT_NAME = "fused"
 
 
+def same_size(ir: tuple[int, int], vi: tuple[int, int]) -> str | None:
+    """Why an IR and a visible image of these (width, height) cannot be fused, or None: the model
+    fuses pixel (x, y) of one with pixel (x, y) of the other, so the sizes must be equal."""
+    return None if ir == vi else "IR and visible must have the same size"
+
+
 def vi_channels(kind: str) -> int:
     """Visible channels a model kind takes: RGB for LUT-Fuse, gray for MMDRFuse."""
     return 3 if kind == "lutfuse" else 1
+
+
+def rig_size_problem(rig: Any, ir: tuple[int, int], vi: tuple[int, int]) -> str | None:
+    """Why raw frames of these (width, height) do not fit the rig's two cameras, or None."""
+    for name, got, want in (("IR", ir, rig.ir_size), ("visible", vi, rig.vi_size)):
+        if tuple(got) != tuple(want):
+            return f"the rig's {name} camera is {want[0]}x{want[1]}"
+    return None
 
 
 def check_rig_sizes(rig: Any, ir_shape: tuple[int, ...], vi_shape: tuple[int, ...]) -> None:
     """Raw frames of a rig must be the cameras' sizes (H, W are the last two dims)."""
     if ir_shape[0] != vi_shape[0]:
         raise InputError(f"ir and vi batches differ ({ir_shape[0]} and {vi_shape[0]})")
-    for name, shape, (w, h) in (("ir", ir_shape, rig.ir_size), ("vi", vi_shape, rig.vi_size)):
-        if tuple(shape[-2:]) != (h, w):
-            raise InputError(f"{name} frame is {shape[-1]}x{shape[-2]}, the rig's {name} camera is {w}x{h}")
+    why = rig_size_problem(rig, (ir_shape[-1], ir_shape[-2]), (vi_shape[-1], vi_shape[-2]))
+    if why is not None:
+        raise InputError(f"ir frame {ir_shape[-1]}x{ir_shape[-2]} and vi frame {vi_shape[-1]}x{vi_shape[-2]}: {why}")
 
 
 class Runner(ABC):
@@ -68,6 +82,16 @@ class Runner(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.deactivate()
+
+    def check_pair_sizes(self, ir: tuple[int, int], vi: tuple[int, int]) -> str | None:
+        """Why this runner cannot fuse an IR image of (width, height) ``ir`` with a visible one of
+        ``vi``, or None. Readers ask before fusing, so a pair is refused with its files named. Equal
+        sizes here; a runner that warps the IR onto the visible camera (a rig) takes its cameras' sizes."""
+        return same_size(ir, vi) if self.rig is None else rig_size_problem(self.rig, ir, vi)
+
+    def output_size(self, vi: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) of the fused frame for a visible frame of ``vi``: the same, or the rig's output."""
+        return vi if self.rig is None else tuple(self.rig.out_size)
 
     # -- inference -------------------------------------------------------------------------------
     def infer(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
