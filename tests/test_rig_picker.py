@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import signal
 import socket
@@ -169,13 +170,14 @@ def test_a_busy_port_is_one_clear_error(frames, tmp_path):
 
 # --- calibrate --pick, as a user runs it ----------------------------------------------------------------
 
-def _start_cli(*args: str | Path) -> tuple[subprocess.Popen, str, str]:
+def _start_cli(*args: str | Path, env: dict | None = None, intro_on: str = "stdout") -> tuple[subprocess.Popen, str, str]:
     """Start ``calibrate --pick``; its URL and the three lines it prints before serving."""
     proc = subprocess.Popen([sys.executable, "-m", "lutfuse_deploy", "calibrate", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    stream = proc.stdout if intro_on == "stdout" else proc.stderr
+    assert stream is not None
     # read them here: communicate() later reads the pipe itself, past what readline buffered
-    lines = "".join(proc.stdout.readline() for _ in range(3))
+    lines = "".join(stream.readline() for _ in range(3))
     assert "http://127.0.0.1:" in lines, lines
     return proc, lines.splitlines()[0].rsplit("open ", 1)[1].strip(), lines
 
@@ -197,6 +199,27 @@ def test_cli_pick_saves_from_the_page_and_exits(frames, tmp_path):
     assert Image.open(tmp_path / "overlay.png").size == (2 * VI_SIZE[0] + 8, VI_SIZE[1])
 
 
+def test_cli_pick_json_and_open(frames, tmp_path):
+    # --open hands the URL to the browser that $BROWSER names (Python's webbrowser): here a script
+    opener = tmp_path / "opener.sh"
+    opener.write_text(f'#!/bin/sh\necho "$1" > {tmp_path / "opened.txt"}\n')
+    opener.chmod(0o755)
+    env = {**os.environ, "BROWSER": f"{opener} %s"}
+    out = tmp_path / "rig.yaml"
+    proc, url, _ = _start_cli("--ir", frames[0], "--vi", frames[1], "--pick", "--port", "0", "--open", "--json",
+                              "-o", out, env=env, intro_on="stderr")  # with --json, stdout holds only the result
+    try:
+        assert _request(url + "save", {"points": _pairs().tolist()})[0] == 200
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    result = json.loads(stdout)
+    assert result["rig"] == str(out) and result["pairs"] == 8 and result["outliers"] == []
+    assert len(result["residuals_px"]) == 8
+    assert (tmp_path / "opened.txt").read_text().strip() == url
+
+
 def test_cli_pick_ctrl_c_writes_nothing(frames, tmp_path):
     out = tmp_path / "rig.yaml"
     proc, url, _ = _start_cli("--ir", frames[0], "--vi", frames[1], "--pick", "--port", "0", "-o", out)
@@ -206,7 +229,7 @@ def test_cli_pick_ctrl_c_writes_nothing(frames, tmp_path):
         _, stderr = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert proc.returncode == 130 and "Traceback" not in stderr
+    assert proc.returncode == 130 and stderr.split() in (["aborted"], ["interrupted"]), stderr
     assert list(tmp_path.iterdir()) == []
 
 
