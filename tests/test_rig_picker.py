@@ -182,16 +182,22 @@ def _start_cli(*args: str | Path, env: dict | None = None, intro_on: str = "stdo
     return proc, lines.splitlines()[0].rsplit("open ", 1)[1].strip(), lines
 
 
-def test_cli_pick_saves_from_the_page_and_exits(frames, tmp_path):
-    out = tmp_path / "rig.yaml"
-    proc, url, intro = _start_cli("--ir", frames[0], "--vi", frames[1], "--pick", "--port", "0", "-o", out,
-                                  "--overlay", tmp_path / "overlay.png")
+def _save_and_exit(proc: subprocess.Popen, url: str) -> str:
+    """Press Save the way the page does; the command must then end by itself, with status 0."""
     try:
         assert _request(url + "save", {"points": _pairs().tolist()})[0] == 200
         stdout, stderr = proc.communicate(timeout=30)
     finally:
         proc.kill()
     assert proc.returncode == 0, stderr
+    return stdout
+
+
+def test_cli_pick_saves_from_the_page_and_exits(frames, tmp_path):
+    out = tmp_path / "rig.yaml"
+    proc, url, intro = _start_cli("--ir", frames[0], "--vi", frames[1], "--pick", "--port", "0", "-o", out,
+                                  "--overlay", tmp_path / "overlay.png")
+    stdout = _save_and_exit(proc, url)
     port = url.rsplit(":", 1)[1].strip("/")
     assert f"ssh -N -L {port}:127.0.0.1:{port}" in intro and "Ctrl-C stops without writing" in intro
     assert f"wrote {out}" in stdout and "points from 8 pair(s)" in stdout
@@ -208,12 +214,7 @@ def test_cli_pick_json_and_open(frames, tmp_path):
     out = tmp_path / "rig.yaml"
     proc, url, _ = _start_cli("--ir", frames[0], "--vi", frames[1], "--pick", "--port", "0", "--open", "--json",
                               "-o", out, env=env, intro_on="stderr")  # with --json, stdout holds only the result
-    try:
-        assert _request(url + "save", {"points": _pairs().tolist()})[0] == 200
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, stderr
+    stdout = _save_and_exit(proc, url)
     result = json.loads(stdout)
     assert result["rig"] == str(out) and result["pairs"] == 8 and result["outliers"] == []
     assert len(result["residuals_px"]) == 8
