@@ -221,6 +221,17 @@ def test_cli_pick_json_and_open(frames, tmp_path):
     assert (tmp_path / "opened.txt").read_text().strip() == url
 
 
+@pytest.mark.parametrize("output_args, expected", [((), "overlap"), (("--output", "visible"), "visible")])
+def test_cli_pick_init_gives_the_output_region_unless_told(frames, tmp_path, output_args, expected):
+    init = tmp_path / "rig0.yaml"
+    save_rig(rig_from_dict({**TRUTH.to_dict(), "output": "overlap"}), init)
+    out = tmp_path / "rig.yaml"
+    proc, url, _ = _start_cli("--ir", frames[0], "--vi", frames[1], "--pick", "--init", init, *output_args,
+                              "--port", "0", "-o", out)
+    _save_and_exit(proc, url)
+    assert load_rig(out).output == expected
+
+
 def test_cli_pick_ctrl_c_writes_nothing(frames, tmp_path):
     out = tmp_path / "rig.yaml"
     proc, url, _ = _start_cli("--ir", frames[0], "--vi", frames[1], "--pick", "--port", "0", "-o", out)
