@@ -40,14 +40,24 @@ def _check_frames_match(rig: Any, ir: Any, vi: Any, ir_path: Path, vi_path: Path
                    "over the image fit well). Pixel centres at integer coordinates.")
 @click.option("--check", "check_rig", type=PathArg, default=None, metavar="RIG",
               help="Draw how RIG lines the two frames up: -o names the overlay PNG.")
+@click.option("--pick", is_flag=True,
+              help="Click point pairs in a page in the browser, served on 127.0.0.1 (reach it over SSH with "
+                   "ssh -L); its Save button writes -o and stops.")
+@click.option("--port", type=int, default=None,
+              help="With --pick: the port to serve on (default 8765; 0 picks a free one).")
+@click.option("--open", "open_browser", is_flag=True, help="With --pick: also open the page in this machine's browser.")
+@click.option("--init", "init_rig", type=PathArg, default=None, metavar="RIG",
+              help="A rig to start from. With --pick: the overlay shows it until your pairs fit, its clicked "
+                   "pairs are loaded, and 1-3 new pairs correct it.")
 @click.option("-o", "--out", type=PathArg, required=True,
               help="The rig file to write (rig.yaml), or with --check the overlay PNG.")
 @click.option("--output", "output_region", type=click.Choice(["visible", "overlap"]), default="visible",
               show_default=True, help="Fused frames cover the whole visible frame, or only the box the IR sees.")
 @click.option("--overlay", type=PathArg, default=None, help="Also write the new rig's overlay PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def calibrate_cmd(ir_path: Path, vi_path: Path, points: Path | None, check_rig: Path | None, out: Path,
-                  output_region: str, overlay: Path | None, as_json: bool) -> None:
+def calibrate_cmd(ir_path: Path, vi_path: Path, points: Path | None, check_rig: Path | None, pick: bool,
+                  port: int | None, open_browser: bool, init_rig: Path | None, out: Path, output_region: str,
+                  overlay: Path | None, as_json: bool) -> None:
     """Register a thermal and a visible camera: write the rig file every graph, engine and fuse run reads.
 
     A rig maps IR pixels to visible pixels (a homography); fused frames come out in the visible
@@ -56,20 +66,33 @@ def calibrate_cmd(ir_path: Path, vi_path: Path, points: Path | None, check_rig: 
     \b
       --points CSV   fit to point pairs you clicked (robust: wrong clicks are named and left out)
       --check RIG    write an overlay picture of RIG: IR magenta, visible green, grey where they agree
+      --pick         click pairs in the browser, watching residuals and the overlay; Save writes -o
 
     \b
     Examples:
       lutfuse-deploy calibrate --ir ir.png --vi vi.png --points pts.csv -o rig.yaml --overlay overlay.png
       lutfuse-deploy calibrate --ir ir.png --vi vi.png --check rig.yaml -o overlay.png
+      lutfuse-deploy calibrate --ir ir.png --vi vi.png --pick -o rig.yaml --port 8765
     """
     from lutfuse_deploy.errors import RigError
     from lutfuse_deploy.io.files import check_outputs
 
-    modes = [name for name, given in (("--points", points), ("--check", check_rig)) if given is not None]
+    modes = [name for name, given in (("--points", points), ("--check", check_rig), ("--pick", pick or None))
+             if given is not None]
     if len(modes) != 1:
-        raise RigError("give exactly one of --points or --check" + (f" (got {' and '.join(modes)})" if modes else ""))
+        raise RigError("give exactly one of --points, --check or --pick"
+                       + (f" (got {' and '.join(modes)})" if modes else ""))
+    if not pick:
+        _refuse("--port", port, None, "without --pick")
+        _refuse("--open", open_browser, False, "without --pick")
+        _refuse("--init", init_rig, None, "with " + modes[0])
     check_outputs(files=[out] + ([overlay] if overlay else []),
-                  inputs=[ir_path, vi_path] + [p for p in (points, check_rig) if p is not None])
+                  inputs=[ir_path, vi_path] + [p for p in (points, check_rig, init_rig) if p is not None])
+    if pick:
+        from lutfuse_deploy.cli.calibrate_pick import pick_rig
+
+        pick_rig(ir_path, vi_path, out, init_rig, port, open_browser, output_region, overlay, as_json)
+        return
     if check_rig is not None:
         _check(ir_path, vi_path, check_rig, out, overlay, output_region, as_json)
         return
