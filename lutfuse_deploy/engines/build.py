@@ -23,6 +23,7 @@ from lutfuse_deploy.engines.bundle import (
     stage_bundle,
     staging_dir,
 )
+from lutfuse_deploy.engines.local_gpu import LocalGpu, detect_gpu, resolve_target
 from lutfuse_deploy.engines.manifest import MANIFEST_NAME, read_manifest, reuse_decision, write_manifest
 from lutfuse_deploy.engines.onnx_info import (
     OnnxInfo,
@@ -32,16 +33,7 @@ from lutfuse_deploy.engines.onnx_info import (
     largest_layer_bytes,
 )
 from lutfuse_deploy.engines.precision import AUTOCAST_COMMAND, exact_name_patterns, plan_precision
-from lutfuse_deploy.engines.targets import (
-    Compatibility,
-    LocalGpu,
-    ShapeProfile,
-    Target,
-    detect_gpu,
-    load_target,
-    parse_shapes,
-    size_text,
-)
+from lutfuse_deploy.engines.targets import Compatibility, ShapeProfile, Target, parse_shapes, size_text
 from lutfuse_deploy.engines.tensorrt import major_of, tensorrt_version, version_tuple, workspace_shortfall
 from lutfuse_deploy.errors import EngineError, InputError, LutfuseError
 from lutfuse_deploy.io.files import atomic_path
@@ -125,7 +117,7 @@ def build_engine(req: BuildRequest) -> BuildResult:
         from lutfuse_deploy.engines.remote import check_remote
 
         check_remote(req.remote)
-    target = load_target(req.target)
+    target = resolve_target(req.target)
     info = inspect_onnx(req.onnx)
     check_for_tensorrt(info)
     model = req.name or info.model_name
