@@ -224,7 +224,7 @@ def _run(runner: Runner, ir: VideoInfo, vi: VideoInfo, writer: VideoWriter, fram
     ir_frames: Background[tuple[float, np.ndarray]] = Background(decode(ir, "L", opts.ir16), "decode-ir")
     vi_frames: Background[tuple[float, np.ndarray]] = Background(decode(vi, vi_mode), "decode-vi")
     sink: Sink[tuple[int, np.ndarray]] = Sink(consume, "encode")
-    stats = Pairing()
+    stats = Pairing(rates=(ir.rate, vi.rate))
     if opts.resample_to is None:
         pairs = pair_by_index(iter(ir_frames), iter(vi_frames), stats)
     else:

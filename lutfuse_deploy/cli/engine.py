@@ -197,8 +197,9 @@ def targets_cmd(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([t.to_dict() for t in targets], indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from lutfuse_deploy.cli.tables import print_table
 
     table = Table(title="deployment targets (latencies: published, not measured here)")
     for col in (
@@ -226,4 +227,4 @@ def targets_cmd(as_json: bool) -> None:
             str(t.default_shapes),
             anchors,
         )
-    Console().print(table)  # the terminal's width (COLUMNS, else 80 when piped); rich wraps the cells
+    print_table(table)

@@ -98,9 +98,9 @@ def evaluate(
 
 
 def _print_table(report: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from lutfuse_deploy.cli.tables import print_table
     from lutfuse_deploy.metrics.fusion import METRIC_NAMES
 
     table = Table(title="Fusion metrics (CDDFuse conventions)")
@@ -111,7 +111,4 @@ def _print_table(report: dict) -> None:
     for i, (name, row) in enumerate(rows):
         table.add_row(name, *(f"{row[m]:.4f}" for m in METRIC_NAMES), end_section=i == len(rows) - 1)
     table.add_row(f"mean ({len(rows)})", *(f"{report['mean'][m]:.4f}" for m in METRIC_NAMES), style="bold")
-    console = Console()
-    if not console.is_terminal:  # pipes and logs: do not squeeze 12 columns into 80 characters
-        console = Console(width=160)
-    console.print(table)
+    print_table(table)

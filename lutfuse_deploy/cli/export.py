@@ -19,7 +19,8 @@ PathArg = click.Path(path_type=Path)
 @click.option("--opset", type=int, default=17, show_default=True,
               help="ONNX opset. GridSample graphs need 16-19 for TensorRT.")
 @click.option("--lowering", type=click.Choice(["gridsample", "gather"]), default="gridsample", show_default=True,
-              help="LUT-Fuse lookup: 4 rank-4 GridSample over an atlas (TensorRT fuses it) or a flat-table Gather.")
+              help="LUT-Fuse lookup: one rank-4 GridSample over a 4-channel corner atlas (TensorRT fuses it into "
+                   "one layer) or a flat-table Gather.")
 @click.option("--io", type=click.Choice(["float", "uint8"]), default="float", show_default=True,
               help="float: 0..255 floats in, [0,1]-scale output unclamped; uint8: uint8 in and out (clamped, rounded).")
 @click.option("--height", type=click.IntRange(min=3), default=None, help="Static input height (with --width).")

@@ -151,6 +151,7 @@ def profile_command(
 
     from rich.console import Console
 
+    from lutfuse_deploy.cli.tables import print_table
     from lutfuse_deploy.errors import BudgetExceeded, ConfigError, MissingDependency
     from lutfuse_deploy.io.files import check_outputs
     from lutfuse_deploy.profile import report
@@ -190,9 +191,9 @@ def profile_command(
         progress(note)
     ref = report.choose_reference(run.results, reference)
     console = Console()
-    if not console.is_terminal:
+    if not console.is_terminal:  # notes and lines, unwrapped in logs; tables at their own width
         console = Console(width=190)
-    console.print(report.results_table(run.results, ref))
+    print_table(report.results_table(run.results, ref), console)
     for note in report.table_notes(run.results):
         console.print(note, markup=False)
     used = run.threads_note or run.threads or "backend default"
@@ -211,7 +212,7 @@ def profile_command(
         report.write_plot(plot_path, run.results)
         console.print(f"wrote {plot_path}")
     if run.checks is not None:
-        console.print(report.checks_table(run.checks))
+        print_table(report.checks_table(run.checks), console)
         bad = [c for c in run.checks if not c.held]
         if bad:
             raise BudgetExceeded(f"{len(bad)} of {len(run.checks)} budget checks failed ({budget_path})")
