@@ -106,8 +106,17 @@ def _failed(doc: dict) -> dict[str, str]:
     return {c["name"]: c["detail"] for c in doc["checks"] if c["status"] == "fail"}
 
 
-def test_good_graph_passes_for_both_targets(good_onnx: Path, no_data: dict[str, str]) -> None:
-    for target in ("tensorrt", "onnxruntime"):
+def test_check_onnx_checks_for_every_runtime_that_runs_a_graph() -> None:
+    from lutfuse_deploy.export.checks import TARGETS
+    from lutfuse_deploy.runtime import ARTIFACTS
+
+    assert {b for b, (suffixes, _) in ARTIFACTS.items() if ".onnx" in suffixes} | {"tensorrt"} == set(TARGETS)
+
+
+def test_good_graph_passes_for_every_target(good_onnx: Path, no_data: dict[str, str]) -> None:
+    from lutfuse_deploy.export.checks import TARGETS
+
+    for target in TARGETS:
         code, doc = _verdict(no_data, good_onnx, target)
         assert code == 0 and doc["verdict"] == "PASS" and not _failed(doc), doc
     proc = cli(no_data, "check-onnx", good_onnx)

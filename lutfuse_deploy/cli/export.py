@@ -1,4 +1,5 @@
-"""``export`` (checkpoint -> verified .onnx + sidecar) and ``check-onnx`` (will TensorRT take it?)."""
+"""``export`` (checkpoint -> verified .onnx + sidecar), ``check-onnx`` (will a runtime take it?) and
+``compare`` (does an existing graph still equal its checkpoint?)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 import click
 
 from lutfuse_deploy.cli import cli
+from lutfuse_deploy.cli.options import ir16_option
+from lutfuse_deploy.export.checks import TARGETS as ONNX_TARGETS
 
 PathArg = click.Path(path_type=Path)
 
@@ -80,7 +83,7 @@ def export_cmd(model: Path, out: Path, opset: int, lowering: str, io: str, heigh
 
 @cli.command("check-onnx")
 @click.argument("file", type=PathArg)
-@click.option("--for", "target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt",
+@click.option("--for", "target", type=click.Choice(ONNX_TARGETS), default="tensorrt",
               show_default=True, help="Which runtime's rules to apply.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def check_onnx_cmd(file: Path, target: str, as_json: bool) -> None:
@@ -99,4 +102,54 @@ def check_onnx_cmd(file: Path, target: str, as_json: bool) -> None:
             click.echo(f"  {r.name:<{width}}  {r.status.upper():<4}  {r.detail}".rstrip())
         click.echo(f"{verdict}: {file} for {target}" + (f" ({len(failed)} check(s) failed)" if failed else ""))
     if failed:
+        sys.exit(1)
+
+
+COMPARE_EPILOG = """\b
+Each pair's truth is the checkpoint run in float64; PyTorch float32's own distance from it (e_off)
+sets the bound: max |graph - truth| <= max(1e-4, 2 x e_off), and the 8-bit images within 1 LSB
+(uint8 graphs: the 8-bit half only). Exit status 1 when any pair fails or none could be judged.
+\b
+Examples:
+  lutfuse-deploy export --model lutfuse_deploy/pretrained/lutfuse.safetensors -o lut.onnx
+  lutfuse-deploy compare --onnx lut.onnx --model lutfuse_deploy/pretrained/lutfuse.safetensors \\
+      --ir ../shared/data/ivif/msrs_test/ir --vi ../shared/data/ivif/msrs_test/vi --limit 2
+"""
+
+
+@cli.command("compare", epilog=COMPARE_EPILOG)
+@click.option("--onnx", "graph", type=PathArg, required=True, help="The exported graph (.onnx).")
+@click.option("--model", type=PathArg, required=True, help="The checkpoint it should equal (.safetensors or folder).")
+@click.option("--ir", type=PathArg, required=True, metavar="FILE|DIR", help="IR image or folder.")
+@click.option("--vi", type=PathArg, required=True, metavar="FILE|DIR", help="Visible image or folder (same names).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime", show_default=True,
+              help="Runtime that runs the graph.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads [default: the runtime's].")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Judge the first N pairs only.")
+@ir16_option
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+def compare_cmd(graph: Path, model: Path, ir: Path, vi: Path, backend: str, threads: int | None, limit: int | None,
+                ir16: str, as_json: bool) -> None:
+    """Judge an existing ONNX graph against its checkpoint on image pairs, with export's parity rule."""
+    from lutfuse_deploy.errors import InputError
+    from lutfuse_deploy.export.compare import compare_graph
+
+    report = compare_graph(graph, model, ir, vi, backend=backend, threads=threads, ir16=ir16, limit=limit)
+    doc = report.to_dict()
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        for note in report.notes:
+            click.echo(f"note: {note}", err=True)
+        for r in report.rows:
+            err = "" if r["max_abs"] is None else f"max abs {r['max_abs']:.3g} (bound {r['bound']:.3g}), "
+            click.echo(f"  {'PASS' if r['passed'] else 'FAIL'}  {r['pair']} {r['size']}: {err}worst 8-bit "
+                       f"difference {r['max_lsb']} LSB")
+        click.echo(f"{doc['verdict']}: {len(report.rows) - len(report.failed)}/{len(report.rows)} pairs within the "
+                   f"parity rule ({report.kind}, io {report.io}, {backend})")
+    for line in report.skipped:
+        click.echo(f"error: {line}", err=True)
+    if not report.rows:
+        raise InputError(f"no pair could be judged ({len(report.skipped)} skipped)")
+    if report.failed or report.skipped:
         sys.exit(1)
