@@ -18,7 +18,8 @@ PathArg = click.Path(path_type=Path)
 
 @cli.command("export")
 @click.option("--model", type=PathArg, required=True, help="Checkpoint (.safetensors or a folder holding one).")
-@click.option("-o", "--out", type=PathArg, required=True, help="Output FILE.onnx (the sidecar FILE.json goes beside it).")
+@click.option("-o", "--out", type=PathArg, default=None,
+              help="Output FILE.onnx (the sidecar FILE.json goes beside it). Optional with --triton.")
 @click.option("--opset", type=int, default=17, show_default=True,
               help="ONNX opset. GridSample graphs need 16-19 for TensorRT.")
 @click.option("--lowering", type=click.Choice(["gridsample", "gather"]), default="gridsample", show_default=True,
@@ -36,10 +37,11 @@ PathArg = click.Path(path_type=Path)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
               help="ONNX Runtime threads for the parity check.")
 @click.option("--triton", "triton_repo", type=PathArg, default=None, metavar="REPO",
-              help="Also write a Triton model repository: REPO/<FILE stem>/config.pbtxt and 1/model.onnx.")
+              help="Write a Triton model repository: REPO/<name>/config.pbtxt and 1/model.onnx, the name "
+                   "being -o's stem, or the checkpoint's without -o (then the repository is the only output).")
 @click.option("--triton-max-batch", type=click.IntRange(min=0), default=8, show_default=True,
               help="Triton max_batch_size (dynamic batching; 0 = none). Ignored for a static-batch graph.")
-def export_cmd(model: Path, out: Path, opset: int, lowering: str, io: str, height: int | None, width: int | None,
+def export_cmd(model: Path, out: Path | None, opset: int, lowering: str, io: str, height: int | None, width: int | None,
                dynamic: bool, allow_opset: bool, no_simplify: bool, threads: int, triton_repo: Path | None,
                triton_max_batch: int) -> None:
     """Export a checkpoint to ONNX: one float32 graph from (ir, vi) to fused, checked and verified.
@@ -55,30 +57,44 @@ def export_cmd(model: Path, out: Path, opset: int, lowering: str, io: str, heigh
       lutfuse-deploy export --model lutfuse_deploy/pretrained/lutfuse.safetensors -o lut-gather.onnx --lowering gather
       lutfuse-deploy export --model lutfuse_deploy/pretrained/mini.safetensors -o mini.onnx --height 480 --width 640
       lutfuse-deploy export --model lutfuse_deploy/pretrained/lutfuse.safetensors -o lut.onnx --triton models
+      lutfuse-deploy export --model lutfuse_deploy/pretrained/mini.safetensors --triton models
     """
+    import tempfile
+
     from lutfuse_deploy.export.onnx import torch_to_onnx
+    from lutfuse_deploy.io.checkpoints import resolve_checkpoint
     from lutfuse_deploy.io.files import check_outputs
 
-    check_outputs(files=[out, out.with_suffix(".json")], inputs=[model])
+    if out is None and triton_repo is None:
+        raise click.UsageError("give -o FILE.onnx, or --triton REPO to write a Triton model repository")
+    if out is not None:
+        check_outputs(files=[out, out.with_suffix(".json")], inputs=[model])
     if triton_repo is not None:
         from lutfuse_deploy.export.triton import model_config_pb2
 
         model_config_pb2()  # a missing tritonclient fails here, before the export
-    path = torch_to_onnx(model, out, opset=opset, lowering=lowering, io=io, height=height, width=width,
-                         dynamic=dynamic, simplify=not no_simplify, allow_opset_override=allow_opset,
-                         threads=threads)
+    with tempfile.TemporaryDirectory() as scratch:  # without -o the graph lives here until Triton's copy
+        target = out if out is not None else Path(scratch) / f"{resolve_checkpoint(model).stem}.onnx"
+        path = torch_to_onnx(model, target, opset=opset, lowering=lowering, io=io, height=height, width=width,
+                             dynamic=dynamic, simplify=not no_simplify, allow_opset_override=allow_opset,
+                             threads=threads)
+        _report_export(path, written=out is not None)
+        if triton_repo is not None:
+            from lutfuse_deploy.export.triton import onnx_repository
+
+            folder = onnx_repository(path, triton_repo, max_batch_size=triton_max_batch)
+            click.echo(f"wrote Triton model {folder} (config.pbtxt, 1/model.onnx)")
+
+
+def _report_export(path: Path, written: bool) -> None:
+    """One line: what was exported and its parity record (from the sidecar)."""
     side = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     parity = side["parity"]
     worst = (f"max abs {parity['max_abs']:.3g} ({parity['worst_fraction_of_bound']:.0%} of its bound), "
              if parity["max_abs"] is not None else "")
-    click.echo(f"wrote {path} ({side['kind']}, opset {side['opset']}, lowering {side['lowering']}, io {side['io']}, "
-               f"{'dynamic' if side['dynamic'] else 'static'}); parity vs float64 truth over "
-               f"{len(parity['inputs'])} inputs: {worst}8-bit within {parity['max_lsb']} LSB")
-    if triton_repo is not None:
-        from lutfuse_deploy.export.triton import onnx_repository
-
-        folder = onnx_repository(path, triton_repo, max_batch_size=triton_max_batch)
-        click.echo(f"wrote Triton model {folder} (config.pbtxt, 1/model.onnx)")
+    click.echo(f"{'wrote ' + str(path) if written else 'exported'} ({side['kind']}, opset {side['opset']}, lowering "
+               f"{side['lowering']}, io {side['io']}, {'dynamic' if side['dynamic'] else 'static'}); parity vs "
+               f"float64 truth over {len(parity['inputs'])} inputs: {worst}8-bit within {parity['max_lsb']} LSB")
 
 
 @cli.command("check-onnx")

@@ -41,6 +41,10 @@ from lutfuse_deploy.io.files import atomic_path
 CALIBRATION_CACHE_DIR = ".calibration"
 
 
+class NotBuildableHere(EngineError):
+    """``require_build`` and this machine cannot build for the target (no TensorRT, another GPU)."""
+
+
 @dataclass
 class BuildRequest:
     onnx: Path
@@ -138,6 +142,8 @@ def build_engine(req: BuildRequest) -> BuildResult:
         version, gpu, why_not = None, None, f"building on {req.remote}"
     else:
         version, gpu, why_not = local_capability(target)
+    if req.require_build and (version is None or gpu is None):  # before calibration or any writing
+        raise NotBuildableHere(f"cannot build for {target.name} here: {why_not}")
     major = major_of(version) if version else target.tensorrt_major
     plan = plan_precision(
         precision,
@@ -161,8 +167,6 @@ def build_engine(req: BuildRequest) -> BuildResult:
     spec = BundleSpec(target, info, plan, shapes, workspace, model, req.dla_core, data, compatibility=compat)
     if version is not None and gpu is not None:
         return _build_here(spec, folder, version, gpu, cache_dir, req.force, notes)
-    if req.require_build:
-        raise EngineError(f"cannot build for {target.name} here: {why_not}")
     if data is not None and plan.calibrator:
         spec = replace(spec, calib_cache=calib.find_cache(cache_dir, info.sha256, data.digest, major))
     result = _write_bundle(spec, folder, req.force, why_not, notes)
