@@ -18,8 +18,8 @@ Pairing of --model and --backend (both repeatable; --backend also takes a comma 
   n models, n backends   zipped in the order given (1st --model with 1st --backend, ...)
 
 \b
-All runners are timed interleaved (round-robin in rotating order, 10 rounds per resolution) on the
-same frames, so their ratios hold on a noisy machine. Each round records the CPU time other
+All runners are timed interleaved (round-robin in rotating order, 10 rounds per resolution, fewer
+when --iters is below 10) on the same frames, so their ratios hold on a noisy machine. Each round records the CPU time other
 processes used meanwhile (from /proc): the table shows the mean busy CPUs and the contended rounds
 (others kept more than 0.25 CPUs busy); --quiet-only reports and gates on the quiet rounds only. --iters N gives each runner exactly N timed
 runs; --duration S gives each at least S seconds of measured time (default: --duration 1).
