@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from lutfuse_deploy.cli import cli
+from lutfuse_deploy.cli.options import graph_tanh_map
 from lutfuse_deploy.cli.video import fuse_videos, tanh_given, video_options, video_run
 from lutfuse_deploy.runtime.openvino import PRECISIONS as OPENVINO_PRECISIONS
 
@@ -75,11 +76,11 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
 
     if precision != "fp32" and backend != "openvino":
         raise InputError(f"--precision {precision} is for --backend openvino")
+    given = tanh_given(click.get_current_context())
     if video_run(ir, vi, out):
         runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet), rig=rig)
         fuse_videos(runner, ir, vi, out, json_out=json_out, quiet=quiet,
-                    tanh_map=tanh_map if tanh_given(click.get_current_context()) else "clip", ir16=ir16,
-                    **video)
+                    tanh_map=graph_tanh_map(runner, tanh_map if given else "clip", given), ir16=ir16, **video)
         return
     pairs, problems = find_pairs(ir, vi)
     targets = plan_outputs(pairs, out, save_float)
@@ -93,6 +94,7 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
         from lutfuse_deploy.runtime.memory import check_memory, largest_image, memory_device
 
         check_memory(runner.kind, backend, memory_device(backend, device), largest_image([p.ir for p in pairs]))
+    tanh_map = graph_tanh_map(runner, tanh_map, given)
     summary = fuse_pairs(runner, pairs, out, save_float=save_float, tanh_map=tanh_map, ir16=ir16,
                          progress=not quiet and sys.stderr.isatty())
     summary.failed[:0] = problems

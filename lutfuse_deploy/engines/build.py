@@ -23,6 +23,7 @@ from lutfuse_deploy.engines.bundle import (
     stage_bundle,
     staging_dir,
 )
+from lutfuse_deploy.engines.local_gpu import LocalGpu, detect_gpu, resolve_target
 from lutfuse_deploy.engines.manifest import MANIFEST_NAME, read_manifest, reuse_decision, write_manifest
 from lutfuse_deploy.engines.onnx_info import (
     OnnxInfo,
@@ -32,21 +33,16 @@ from lutfuse_deploy.engines.onnx_info import (
     largest_layer_bytes,
 )
 from lutfuse_deploy.engines.precision import AUTOCAST_COMMAND, exact_name_patterns, plan_precision
-from lutfuse_deploy.engines.targets import (
-    Compatibility,
-    LocalGpu,
-    ShapeProfile,
-    Target,
-    detect_gpu,
-    load_target,
-    parse_shapes,
-    size_text,
-)
+from lutfuse_deploy.engines.targets import Compatibility, ShapeProfile, Target, parse_shapes, size_text
 from lutfuse_deploy.engines.tensorrt import major_of, tensorrt_version, version_tuple, workspace_shortfall
 from lutfuse_deploy.errors import EngineError, InputError, LutfuseError
 from lutfuse_deploy.io.files import atomic_path
 
 CALIBRATION_CACHE_DIR = ".calibration"
+
+
+class NotBuildableHere(EngineError):
+    """``require_build`` and this machine cannot build for the target (no TensorRT, another GPU)."""
 
 
 @dataclass
@@ -129,7 +125,7 @@ def build_engine(req: BuildRequest) -> BuildResult:
         from lutfuse_deploy.engines.remote import check_remote
 
         check_remote(req.remote)
-    target = load_target(req.target)
+    target = resolve_target(req.target)
     info = inspect_onnx(req.onnx)
     check_for_tensorrt(info)
     model = req.name or info.model_name
@@ -150,6 +146,8 @@ def build_engine(req: BuildRequest) -> BuildResult:
         version, gpu, why_not = None, None, f"building on {req.remote}"
     else:
         version, gpu, why_not = local_capability(target)
+    if req.require_build and (version is None or gpu is None):  # before calibration or any writing
+        raise NotBuildableHere(f"cannot build for {target.name} here: {why_not}")
     major = major_of(version) if version else target.tensorrt_major
     plan = plan_precision(
         precision,
@@ -173,8 +171,6 @@ def build_engine(req: BuildRequest) -> BuildResult:
     spec = BundleSpec(target, info, plan, shapes, workspace, model, req.dla_core, data, compatibility=compat)
     if version is not None and gpu is not None:
         return _build_here(spec, folder, version, gpu, cache_dir, req.force, notes)
-    if req.require_build:
-        raise EngineError(f"cannot build for {target.name} here: {why_not}")
     if data is not None and plan.calibrator:
         spec = replace(spec, calib_cache=calib.find_cache(cache_dir, info.sha256, data.digest, major))
     result = _write_bundle(spec, folder, req.force, why_not, notes)

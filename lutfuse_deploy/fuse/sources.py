@@ -128,7 +128,7 @@ class VideoSource:
         self.rate = check_streams(self.ir, self.vi, resample_to, check)
         self.vi_mode, self.ir16, self.resample_to, self.check = vi_mode, ir16, resample_to, check
         self.total: int | None = (self.ir if resample_to != "vi" else self.vi).frames or None
-        self.stats = Pairing()
+        self.stats = Pairing(rates=(self.ir.rate, self.vi.rate))
 
     @property
     def size(self) -> tuple[int, int]:

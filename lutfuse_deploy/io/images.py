@@ -18,6 +18,7 @@ from lutfuse_deploy.io.files import atomic_path
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 IR16_MODES = ("refuse", "minmax", "percentile", "linear")
+IR16_COMMANDS = "fuse, evaluate and compare"  # the commands with --ir16 (a test keeps this true)
 MIN_SIDE = 3
 Image.MAX_IMAGE_PIXELS = 1 << 28  # 16k x 16k: larger is refused, not silently decoded
 
@@ -79,9 +80,8 @@ def read_ir(path: str | Path, ir16: str = "refuse") -> np.ndarray:
     img = _open(path)
     if _is_16bit(img):
         if ir16 == "refuse":
-            raise InputError(
-                f"{path}: 16-bit IR image; choose a conversion with --ir16 minmax|percentile|linear"
-            )
+            raise InputError(f"{path}: 16-bit IR image; map it to 8 bits with --ir16 minmax|percentile|linear "
+                             f"({IR16_COMMANDS} take it)")
         if ir16 not in IR16_MODES:
             raise InputError(f"unknown --ir16 mode {ir16!r}; choose one of {', '.join(IR16_MODES)}")
         return normalise_16bit(np.asarray(img), ir16)
