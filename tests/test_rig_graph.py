@@ -216,3 +216,12 @@ def test_fuse_videos_of_two_sizes_through_the_rig(rig_file: Path, tmp_path: Path
                    "--vi", tmp_path / "vi.mp4", "--out", tmp_path / "bad.mp4", "--quiet")
     assert_one_line_error(proc, "must have the same size")
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_info_describes_the_graphs_rig(graphs: dict[str, Path]):
+    proc = run_cli("info", graphs["mini"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    described = json.loads(proc.stdout)
+    described = described[0] if isinstance(described, list) else described
+    assert described["rig"].startswith("IR 48x40 -> visible 64x56, output visible 64x56")
+    assert described["inputs"]["ir"].endswith("[batch, 1, 40, 48]")
