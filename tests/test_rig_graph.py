@@ -159,6 +159,8 @@ def test_build_engine_bundle_has_each_camera_size(graphs: dict[str, Path], tmp_p
     script = next((tmp_path / "e").rglob("build.sh")).read_text()
     assert "--optShapes=ir:1x1x40x48,vi:1x1x56x64" in script
     assert "static profile 64x56" in proc.stdout + proc.stderr
+    manifest = json.loads(next((tmp_path / "e").rglob("manifest.json")).read_text())
+    assert manifest["rig"]["ir_size"] == [48, 40] and manifest["rig"]["vi_size"] == [64, 56]
 
 
 def test_tensorrt_rtx_parses_and_builds_the_rig_graph(graphs: dict[str, Path]):

@@ -233,7 +233,17 @@ def bundle_manifest(spec: BundleSpec) -> dict[str, Any]:
         hardware_compatibility=spec.compatibility.hardware,
         fp32_nodes=list(spec.info.guard_nodes) if spec.plan.pin_fp32 else [],
         layer_report=None,
+        rig=graph_rig_record(spec.info.sidecar) if spec.info.rig_hw else None,
     )
+
+
+def graph_rig_record(sidecar: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The rig a rig graph carries (the rig file's fields), for the manifest: the engine runner needs the
+    two cameras' sizes and the output box."""
+    rig = (sidecar or {}).get("rig")
+    if not isinstance(rig, dict):
+        return None
+    return {k: rig[k] for k in ("format", "ir_size", "vi_size", "homography", "output", "made") if k in rig}
 
 
 # Filled in by build.sh after a trtexec build: stdlib only, the device may not have the toolkit.
