@@ -15,9 +15,12 @@ are resized to OPT, the shape TensorRT calibrates at.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -212,10 +215,22 @@ def make_entropy_calibrator(data: CalibrationSet, io: str, cache_file: Path, dev
 
 
 def insert_qdq(
-    onnx_in: Path, onnx_out: Path, data: CalibrationSet, io: str, keep_fp32: Sequence[str]
+    onnx_in: Path,
+    onnx_out: Path,
+    data: CalibrationSet,
+    io: str,
+    keep_fp32: Sequence[str],
+    ranges: Path | None = None,
 ) -> Path:
     """Write ``onnx_out``: ``onnx_in`` with symmetric INT8 Q/DQ on its convolutions (TensorRT's explicit
-    quantisation), scales from entropy calibration on ``data``; ``keep_fp32`` nodes stay unquantised."""
+    quantisation), scales from entropy calibration on ``data``; ``keep_fp32`` nodes stay unquantised.
+
+    ``ranges``: ONNX Runtime's calibration cache file (written on the first call, read on the next),
+    so the sensitive-layer search calibrates once however many exclusion sets it tries; ONNX Runtime
+    releases without ``calibration_cache_path`` calibrate every time (same ranges, slower). ONNX
+    Runtime's own prints and warnings are silenced: the build reports what it measured instead."""
+    import inspect
+
     try:
         from onnxruntime.quantization import (
             CalibrationDataReader,
@@ -237,7 +252,10 @@ def insert_qdq(
             self.index += 1
             return data.feed(self.index - 1, io)
 
-    with atomic_path(onnx_out) as tmp:
+    cache: dict[str, Any] = {}
+    if ranges is not None and "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+        cache["calibration_cache_path"] = str(ranges)
+    with atomic_path(onnx_out) as tmp, _quiet():
         quantize_static(
             str(onnx_in),
             str(tmp),
@@ -252,8 +270,22 @@ def insert_qdq(
             # biases stay float: quantised they become INT32 DequantizeLinear inputs, which TensorRT's
             # ONNX parser rejects; TensorRT fuses a float bias into the INT8 convolution itself
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+            **cache,
         )
     return onnx_out
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ONNX Runtime's quantiser prints calibration progress to stdout and logs pre-processing advice on
+    the root logger at WARNING: neither is the user's business during a build."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(StringIO()):
+            yield
+    finally:
+        logging.disable(previous)
 
 
 def write_list(pairs: Sequence[tuple[Path, Path]], out: Path, header: str = "") -> None:
