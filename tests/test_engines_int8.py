@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_cli
-from engines_helpers import make_onnx
+from engines_helpers import FAKE_TRTEXEC, make_onnx
 from PIL import Image
 
 from lutfuse_deploy.engines import int8_search
@@ -151,7 +151,8 @@ def test_search_refuses_in_one_line_with_what_it_reached() -> None:
         int8_search._search(trial, [a, b], tol, ErrorStats(1, 3, 70, 0.1), result)
     msg = str(err.value)
     assert "\n" not in msg and "cannot meet --int8-tolerance p99=4,max=32,float=0.5" in msg
-    assert "p99 3 LSB, max 70 LSB" in msg and "(1 of 2 kept in float) gives p99 2 LSB, max 50 LSB" in msg
+    assert "p99 3 LSB, max 70 LSB" in msg
+    assert "keeping the 1 most sensitive of 2 in float (float=0.5 allows no more) gives p99 2 LSB, max 50 LSB" in msg
     assert calls[-1] == frozenset("a")  # a did the most damage alone (60 LSB): kept in float first, then the limit
 
 
@@ -298,15 +299,25 @@ def test_build_sh_checks_the_engine_and_its_onnxruntime_half_runs_here(
     script = (folder / "build.sh").read_text()
     assert subprocess.run(["bash", "-n", str(folder / "build.sh")], check=False).returncode == 0
     lines = script.splitlines()
-    at = lines.index("esac")
-    guard, check = lines[at + 1], lines[at + 2]
-    assert "import lutfuse_deploy, onnxruntime, tensorrt" in guard and "check-int8 ." in check
-    assert lines.index(check) < next(i for i, ln in enumerate(lines) if "benchmark (" in ln)
+    body = lines[lines.index("build_trtexec() {"):]
+    body = body[: body.index("}")]
+    at = next(i for i, ln in enumerate(body) if "import lutfuse_deploy, onnxruntime, tensorrt" in ln)
+    check = body[at + 1]
+    assert "check-int8 ." in check and at > next(i for i, ln in enumerate(body) if "tee trtexec.log" in ln)
+    # the whole script, trtexec route (a fake trtexec): TensorRT does not import here, so it says how to check
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "trtexec").write_text(FAKE_TRTEXEC)
+    (bin_dir / "trtexec").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "BUILD_WITH": "trtexec",
+           "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(folder / "build.sh")], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "the engine was not compared with the float32 ONNX" in proc.stderr and "check-int8" in proc.stderr
     args = shlex.split(check)[1:]  # drop ${PYTHON:-python3}
-    # as written: no engine yet here, so it says what to do
-    proc = subprocess.run([sys.executable, *args], cwd=folder, capture_output=True, text=True, timeout=600,
-                          env={**os.environ})
-    assert_one_line_error(proc, "no engine built yet")
+    # as written: the fake engine is no engine, so TensorRT's runner refuses it in one line
+    proc = subprocess.run([sys.executable, *args], cwd=folder, capture_output=True, text=True, timeout=600)
+    assert_one_line_error(proc)
     # the same check on the Q/DQ graph in ONNX Runtime: the numbers build-engine measured, recorded
     proc = subprocess.run([sys.executable, *args, "--int8", "lut.qdq.onnx"], cwd=folder, capture_output=True,
                           text=True, timeout=600)
@@ -333,3 +344,28 @@ def test_check_int8_refuses_a_result_beyond_the_tolerance(bundle_env: tuple[Path
     fp16 = run_cli("build-engine", "--onnx", onnx_path, "--target", "h100", "--precision", "fp32", "-o", tmp_path / "f")
     assert fp16.returncode == 0, fp16.stderr
     assert_one_line_error(run_cli("check-int8", tmp_path / "f" / "h100" / "lut-fp32"), "not an INT8 bundle")
+
+
+def test_a_local_build_checks_its_engine(bundle_env: tuple[Path, Path], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where build-engine builds (a GPU here), the engine's row is measured right after the build."""
+    from lutfuse_deploy.engines import build as eb
+    from lutfuse_deploy.engines.manifest import write_manifest
+    from lutfuse_deploy.engines.targets import LocalGpu
+
+    def fake_build_here(spec, folder, version, gpu, cache_dir, force, notes):  # type: ignore[no-untyped-def]
+        res = eb._write_bundle(spec, folder, True, "", notes)
+        res.manifest.update(status="built", engine_file=spec.qdq_name)  # ONNX Runtime stands in for TensorRT
+        write_manifest(folder / "manifest.json", res.manifest)
+        return eb.BuildResult("built", folder, res.manifest, "fake", folder / spec.qdq_name)
+
+    gpu = LocalGpu(name="H100", compute_capability="9.0", source="nvidia-smi")
+    monkeypatch.setattr(eb, "local_capability", lambda target: ("11.0.0", gpu, ""))
+    monkeypatch.setattr(eb, "_build_here", fake_build_here)
+    onnx_path, calib = bundle_env
+    res = eb.build_engine(eb.BuildRequest(onnx=onnx_path, target="h100", precision="int8", qdq=True,
+                                          calib=str(calib), shapes="64x64", out_root=tmp_path / "e",
+                                          int8_tolerance="p99=255,max=255"))
+    checks = res.manifest["int8_check"]["checks"]
+    assert list(checks) == ["lut.qdq.onnx"] and checks["lut.qdq.onnx"]["max"] == res.manifest["int8_check"]["shipped"]["max"]
+    assert read_manifest(res.folder / "manifest.json")["int8_check"]["checks"] == checks

@@ -184,7 +184,12 @@ def build_engine(req: BuildRequest) -> BuildResult:
         check_data=check, tolerance=tolerance, progress=req.progress or (lambda _msg: None),
     )
     if version is not None and gpu is not None:
-        return _build_here(spec, folder, version, gpu, cache_dir, req.force, notes)
+        result = _build_here(spec, folder, version, gpu, cache_dir, req.force, notes)
+        if result.action == "built" and plan.insert_qdq:  # the engine's own row in the INT8 table
+            from lutfuse_deploy.engines.int8_report import check_bundle
+
+            result.manifest, _report = check_bundle(folder)
+        return result
     if req.require_build:
         raise EngineError(f"cannot build for {target.name} here: {why_not}")
     if data is not None and plan.calibrator:

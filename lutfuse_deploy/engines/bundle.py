@@ -311,6 +311,7 @@ def render_build_sh(spec: BundleSpec) -> str:
     lines += [
         f"  {trtexec} 2>&1 | tee trtexec.log",
         "  ${PYTHON:-python3} - <<'PY'" + _MANIFEST_UPDATE + "PY",
+        *(BUILD_SH_CHECK if spec.plan.insert_qdq else []),  # the toolkit's build-engine checks its own
         "}",
         "",
         'if [ "$BUILD_WITH" = auto ]; then',
@@ -328,7 +329,6 @@ def render_build_sh(spec: BundleSpec) -> str:
         "  trtexec) build_trtexec ;;",
         '  *) echo "build.sh: BUILD_WITH must be auto, toolkit or trtexec" >&2; exit 2 ;;',
         "esac",
-        *(BUILD_SH_CHECK if spec.plan.insert_qdq else []),
         f'echo "per-layer report (precision, tactic, DLA/GPU of every layer): $PWD/{spec.layers_name}"',
         f'echo "benchmark ({size_text(spec.shapes.opt)} WxH, CUDA graph, profiling in a separate run):"',
         f'echo "  $TRTEXEC {bench}"',  # names are from a safe alphabet: nothing to quote

@@ -272,7 +272,51 @@ def insert_qdq(
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
             **cache,
         )
+        if keep_fp32:
+            _float_inputs_for(tmp, set(keep_fp32))
     return onnx_out
+
+
+def _float_inputs_for(path: Path, keep: set[str]) -> None:
+    """Give the nodes kept in float their float inputs back.
+
+    ONNX Runtime's quantiser puts one Q/DQ pair on a tensor that any quantised node reads, and every
+    reader gets the dequantised copy, the excluded ones too: a convolution left out beside a quantised
+    sibling (LUT-Fuse's two input convolutions share ``vi``) still saw INT8 input. Each excluded node
+    is rewired to the tensor its QuantizeLinear read; pairs no node reads any more are dropped. A graph
+    edit on the quantiser's output, not a quantiser: the scales and the quantised nodes are untouched."""
+    import onnx
+
+    model = onnx.load(str(path))
+    nodes = model.graph.node
+    producer = {o: n for n in nodes for o in n.output}
+    inits = {i.name for i in model.graph.initializer}
+
+    def float_source(tensor: str) -> str | None:
+        dq = producer.get(tensor)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or q.input[0] in inits:
+            return None  # not an activation's Q/DQ (weights are initializers, already float for these)
+        return str(q.input[0])
+
+    for n in nodes:
+        if n.name in keep:
+            for i, t in enumerate(n.input):
+                src = float_source(t)
+                if src is not None:
+                    n.input[i] = src
+    while True:  # drop Q/DQ nodes nothing reads any more
+        read = {t for n in nodes for t in n.input} | {o.name for o in model.graph.output}
+        dead = [n for n in nodes if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not set(n.output) & read]
+        if not dead:
+            break
+        for n in dead:
+            nodes.remove(n)
+    read = {t for n in nodes for t in n.input}
+    unread = [i for i in model.graph.initializer if i.name not in read]
+    for i in unread:  # scales and zero points of the dropped pairs
+        model.graph.initializer.remove(i)
+    onnx.save(model, str(path))
 
 
 @contextlib.contextmanager

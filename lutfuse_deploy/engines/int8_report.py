@@ -24,15 +24,16 @@ from lutfuse_deploy.io.files import write_text_atomic
 
 README = "README.md"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-# build.sh of an INT8 Q/DQ bundle, after the build: the engine against the float32 ONNX on the bundled
-# check pairs (the device's row in the table measured at build time); needs the toolkit and onnxruntime
+# build.sh's trtexec route for an INT8 Q/DQ bundle, once the engine is built: the engine against the
+# float32 ONNX on the bundled check pairs, the device's row in the table measured at build time (the
+# toolkit route's build-engine runs the same check itself); needs the toolkit and onnxruntime
 BUILD_SH_CHECK = [
-    'if ${PYTHON:-python3} -c "import lutfuse_deploy, onnxruntime, tensorrt" >/dev/null 2>&1; then',
-    "  ${PYTHON:-python3} -m lutfuse_deploy check-int8 .",
-    "else",
-    '  echo "build.sh: the engine was not compared with the float32 ONNX: install lutfuse-deploy with'
+    '  if ${PYTHON:-python3} -c "import lutfuse_deploy, onnxruntime, tensorrt; tensorrt.Runtime" >/dev/null 2>&1; then',
+    "    ${PYTHON:-python3} -m lutfuse_deploy check-int8 .",
+    "  else",
+    '    echo "build.sh: the engine was not compared with the float32 ONNX: install lutfuse-deploy with'
     ' onnxruntime and TensorRT, then run: python3 -m lutfuse_deploy check-int8 $PWD" >&2',
-    "fi",
+    "  fi",
 ]
 
 
@@ -81,8 +82,9 @@ def render_readme(manifest: dict[str, Any]) -> str:
             "",
             summary(record),
             "",
-            "On the device, `build.sh` compares the engine it built with the float32 ONNX on the same pairs "
-            "(`lutfuse-deploy check-int8 .`) and adds its row here and to `manifest.json`.",
+            "Once the engine is built (`build.sh` on the device, or `build-engine` where the GPU is), it is "
+            "compared with the float32 ONNX on the same pairs (`lutfuse-deploy check-int8 .`) and its row "
+            "added here and to `manifest.json`.",
             "",
         ]
     )

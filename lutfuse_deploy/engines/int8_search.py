@@ -156,19 +156,16 @@ def _search(
         for *_k, g, s in scored
     ]
     excluded: list[str] = []
-    best = (start, 0)
+    reached = start
     for step, (*_k, g, _s) in enumerate(scored):
         if len(excluded) + len(g.nodes) > tolerance.float_share * total:
             break
         excluded += g.nodes
-        path, stats, got = trial(excluded, f"step{step}")
-        if tolerance.excess(stats) < tolerance.excess(best[0]):
-            best = (stats, len(excluded))
-        if tolerance.holds(stats):
+        path, reached, got = trial(excluded, f"step{step}")
+        if tolerance.holds(reached):
             return path, list(excluded), got
-    reached = best[0]
     raise EngineError(
         f"INT8 cannot meet --int8-tolerance {tolerance}: all {total} layers in INT8 give {start.text()}; "
-        f"the best mix float={tolerance.float_share:g} allows ({best[1]} of {total} kept in float) gives "
-        f"{reached.text()}: loosen --int8-tolerance (p99=, max=, float=) or build fp16"
+        f"keeping the {len(excluded)} most sensitive of {total} in float (float={tolerance.float_share:g} allows "
+        f"no more) gives {reached.text()}: loosen --int8-tolerance (p99=, max=, float=) or build fp16"
     )
