@@ -288,6 +288,7 @@ def test_a_tight_tolerance_keeps_the_layer_in_float(bundle_env: tuple[Path, Path
     rec = read_manifest(tmp_path / "e" / "h100" / "lut-int8" / "manifest.json")["int8_check"]
     assert rec["float_layers"] == ["/ctx/Conv"] and rec["int8_layers"] == 0 and rec["shipped"]["max"] == 0
     assert "kept in float by the sensitive-layer search: /ctx/Conv" in proc.stdout
+    assert "no layer is left in INT8" in proc.stdout  # the one convolution went float
 
 
 def test_build_sh_checks_the_engine_and_its_onnxruntime_half_runs_here(

@@ -64,6 +64,8 @@ def summary(record: dict[str, Any]) -> str:
             f"({len(record['float_layers'])} of {record['quantisable_layers']} layers, "
             f"{100 * record['macs_float_share']:.1f}% of their multiply-accumulates)"
         )
+    if record["float_layers"] and record["int8_layers"] == 0:
+        lines.append("no layer is left in INT8: this is a float engine; --precision fp16 builds a faster one")
     return "\n".join(lines)
 
 
