@@ -211,6 +211,51 @@ def test_layer_groups_cut_long_graphs_into_runs(mini: Path) -> None:
     assert run.nodes == tuple(convs) and run.name == f"{convs[0]} .. {convs[-1]}"
 
 
+def _two_readers(path: Path) -> Path:
+    """ir/vi -> concat x; two convolutions read x (as LUT-Fuse's two read vi); their sum is the output."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.normal(size=(3, 4, 3, 3)).astype(np.float32) * 0.01, n) for n in "ab"]
+    nodes = [
+        helper.make_node("Concat", ["ir", "vi"], ["x"], name="/Concat", axis=1),
+        helper.make_node("Conv", ["x", "a"], ["ya"], name="/ConvA", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["x", "b"], ["yb"], name="/ConvB", pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["ya", "yb"], ["fused"], name="/Add"),
+    ]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", c, "H", "W"]) for n, c in (("ir", 1), ("vi", 3))]
+    out = helper.make_tensor_value_info("fused", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    model = helper.make_model(helper.make_graph(nodes, "two", io, [out], initializer=inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_layer_kept_in_float_reads_float_input(tmp_path: Path) -> None:
+    """ONNX Runtime gives every reader of a quantised tensor its dequantised copy: the excluded
+    convolution is rewired to the float tensor, and its sibling keeps the INT8 one."""
+    import onnx
+    import onnxruntime as ort
+
+    src = _two_readers(tmp_path / "two.onnx")
+    data = _set(2)
+    out = insert_qdq(src, tmp_path / "q.onnx", data, "float", ["/ConvA"])
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    conv = {n.name: n for n in model.graph.node if n.op_type == "Conv"}
+    assert list(conv["/ConvA"].input) == ["x", "a"]  # float activation, float weight
+    assert [producer.get(i) for i in conv["/ConvB"].input] == ["DequantizeLinear", "DequantizeLinear"]
+    read = {i for n in model.graph.node for i in n.input}
+    assert all(i.name in read for i in model.graph.initializer)  # nothing left behind
+    ort.InferenceSession(str(out))
+    # both excluded: no Q/DQ pair is left at all
+    both = onnx.load(str(insert_qdq(src, tmp_path / "f.onnx", data, "float", ["/ConvA", "/ConvB"])))
+    assert {n.op_type for n in both.graph.node} == {"Concat", "Conv", "Add"}
+
+
 def test_insert_qdq_reuses_one_calibration(mini: Path, tmp_path: Path) -> None:
     """The search calibrates once: the second quantisation reads the ranges file the first wrote."""
     data = load_calibration(_pairs(tmp_path / "p", 3), vi_channels=1, hw=HW)
