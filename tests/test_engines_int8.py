@@ -286,7 +286,7 @@ def test_build_engine_measures_records_and_stays_quiet(bundle_env: tuple[Path, P
     assert proc.returncode == 0, proc.stderr
     # ONNX Runtime's calibration prints and root-logger warnings are gone: one progress line remains
     assert proc.stderr.strip().splitlines() == [
-        "int8: quantising lut.onnx with ONNX Runtime (4 calibration pairs), checking on 1 other pairs against float32"
+        "int8: quantising lut.onnx with ONNX Runtime (4 calibration pairs), checking on 1 other pair against float32"
     ]
     assert "Collecting tensor data" not in proc.stdout and "WARNING" not in proc.stdout
     folder = tmp_path / "e" / "h100" / "lut-int8"
@@ -334,6 +334,8 @@ def test_a_tight_tolerance_keeps_the_layer_in_float(bundle_env: tuple[Path, Path
     assert rec["float_layers"] == ["/ctx/Conv"] and rec["int8_layers"] == 0 and rec["shipped"]["max"] == 0
     assert "kept in float by the sensitive-layer search: /ctx/Conv" in proc.stdout
     assert "no layer is left in INT8" in proc.stdout  # the one convolution went float
+    progress = proc.stderr.strip().splitlines()  # quantising, then the search: no quantiser chatter
+    assert len(progress) == 2 and progress[1].startswith("int8: every layer in INT8 gives") and "sensitive" in progress[1]
 
 
 def test_build_sh_checks_the_engine_and_its_onnxruntime_half_runs_here(

@@ -110,7 +110,7 @@ def quantise_within(
         ref = outputs_8bit(onnx_in, check, kind)
         progress(
             f"int8: quantising {onnx_in.name} with ONNX Runtime ({len(calib)} calibration pairs), "
-            f"checking on {len(check)} other pairs against float32"
+            f"checking on {len(check)} other pair{'' if len(check) == 1 else 's'} against float32"
         )
 
         def trial(exclude: Sequence[str], name: str) -> tuple[Path, ErrorStats, list[np.ndarray]]:
@@ -126,6 +126,10 @@ def quantise_within(
         result = Int8Result(tolerance, all_int8, all_int8, total)
         chosen = first
         if not tolerance.holds(stats):
+            progress(
+                f"int8: every layer in INT8 gives {stats.text()}, beyond {tolerance}: quantising each of "
+                f"{len(groups)} layer groups alone to find the sensitive ones"
+            )
             chosen, float_nodes, got = _search(trial, groups, tolerance, stats, result)
             result.float_layers = float_nodes
             result.shipped = measure(ref, got, check, metrics_float=metrics_float)
