@@ -24,7 +24,7 @@ from lutfuse_deploy.engines.bundle import (
     stage_bundle,
     staging_dir,
 )
-from lutfuse_deploy.engines.int8_check import Tolerance, check_sets
+from lutfuse_deploy.engines.int8_check import int8_sets
 from lutfuse_deploy.engines.manifest import MANIFEST_NAME, read_manifest, reuse_decision, write_manifest
 from lutfuse_deploy.engines.onnx_info import (
     OnnxInfo,
@@ -165,14 +165,9 @@ def build_engine(req: BuildRequest) -> BuildResult:
         onnx_ops=info.ops,
     )
     data = _calibration(req, info, shapes.opt, plan.calibrator or plan.insert_qdq)
-    check, tolerance = None, Tolerance.parse(req.int8_tolerance)
-    if not plan.insert_qdq and (req.check_data is not None or req.int8_tolerance is not None):
-        raise InputError(
-            "--check-data and --int8-tolerance apply to --precision int8 --qdq, where the Q/DQ graph is made "
-            "(and measured) here"
-        )
-    if plan.insert_qdq and data is not None:
-        data, check = check_sets(data, req.check_data, vi_channels=info.vi_channels, hw=shapes.opt)
+    data, check, tolerance = int8_sets(
+        plan.insert_qdq, data, req.check_data, req.int8_tolerance, vi_channels=info.vi_channels, hw=shapes.opt
+    )
     folder = bundle_dir(req.out_root, target.name, model, precision, req.dla_core)
     cache_dir = req.out_root / CALIBRATION_CACHE_DIR
     if version and major != target.tensorrt_major:

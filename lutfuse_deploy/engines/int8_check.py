@@ -133,6 +133,30 @@ def held_out(data: CalibrationSet, n: int = CHECK_PAIRS) -> tuple[CalibrationSet
     )
 
 
+def int8_sets(
+    insert_qdq: bool,
+    calib: CalibrationSet | None,
+    check_spec: str | None,
+    tolerance: str | None,
+    *,
+    vi_channels: int,
+    hw: tuple[int, int],
+) -> tuple[CalibrationSet | None, CalibrationSet | None, Tolerance]:
+    """(calibration, check, tolerance) for a build: check pairs only where the Q/DQ graph is made
+    here (``insert_qdq``); ``--check-data``/``--int8-tolerance`` anywhere else are refused."""
+    if not insert_qdq:
+        if check_spec is not None or tolerance is not None:
+            raise InputError(
+                "--check-data and --int8-tolerance apply to --precision int8 --qdq, where the Q/DQ graph is "
+                "made (and measured) here"
+            )
+        return calib, None, Tolerance()
+    policy = Tolerance.parse(tolerance)
+    if calib is None:  # plan_precision refuses --qdq without calibration data
+        return None, None, policy
+    return (*check_sets(calib, check_spec, vi_channels=vi_channels, hw=hw), policy)
+
+
 def check_sets(
     calib: CalibrationSet, check_spec: str | None, *, vi_channels: int, hw: tuple[int, int]
 ) -> tuple[CalibrationSet, CalibrationSet]:
