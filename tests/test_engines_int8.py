@@ -378,6 +378,23 @@ def test_build_sh_checks_the_engine_and_its_onnxruntime_half_runs_here(
     assert "| lut.qdq.onnx (onnxruntime) |" in (folder / "README.md").read_text()
 
 
+def test_the_device_toolkit_route_measures_the_same(bundle_env: tuple[Path, Path], tmp_path: Path) -> None:
+    """build.sh's toolkit line (build-engine on the bundle's own files) quantises and measures again on
+    the bundled pairs: the same numbers as here. Run without --require-build: no GPU here."""
+    onnx_path, calib = bundle_env
+    assert _build(onnx_path, calib, tmp_path / "e", "--int8-tolerance", "p99=255,max=255").returncode == 0
+    folder = tmp_path / "e" / "h100" / "lut-int8"
+    before = read_manifest(folder / "manifest.json")
+    line = next(ln for ln in (folder / "build.sh").read_text().splitlines() if "-m lutfuse_deploy build-engine" in ln)
+    args = [a for a in shlex.split(line)[3:] if a != "--require-build"]
+    proc = run_cli(*args, cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    after = read_manifest(folder / "manifest.json")
+    assert (after["calibration_digest"], after["check_digest"]) == (before["calibration_digest"], before["check_digest"])
+    for key in ("mean", "p99", "max", "metrics_int8"):
+        assert after["int8_check"]["shipped"][key] == before["int8_check"]["shipped"][key], key
+
+
 def test_check_int8_refuses_a_result_beyond_the_tolerance(bundle_env: tuple[Path, Path], tmp_path: Path) -> None:
     onnx_path, calib = bundle_env
     assert _build(onnx_path, calib, tmp_path / "e", "--int8-tolerance", "p99=255,max=255").returncode == 0
