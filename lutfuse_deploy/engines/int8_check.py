@@ -184,7 +184,7 @@ def _pair_digests(data: CalibrationSet) -> list[bytes]:
 
 def outputs_8bit(model: Path, data: CalibrationSet, kind: str, backend: str = "onnxruntime") -> list[np.ndarray]:
     """Fuse every check pair with the toolkit's runner for ``backend``; the 8-bit images users get."""
-    from lutfuse_deploy.pipeline import to_8bit
+    from lutfuse_deploy.fuse.convert import to_8bit
     from lutfuse_deploy.runtime import create_runner
 
     options: dict[str, Any] = {"spin": False} if backend == "onnxruntime" else {}
