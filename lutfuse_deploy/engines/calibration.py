@@ -15,8 +15,11 @@ are resized to OPT, the shape TensorRT calibrates at.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+import io
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,6 +230,11 @@ def insert_qdq(
     except ImportError:
         raise MissingDependency("onnxruntime", "onnx") from None
 
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(data), desc="Q/DQ calibration (ONNX Runtime, entropy)", unit="pair", leave=False,
+               disable=None)  # None: a terminal gets the bar, a log gets nothing
+
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self.index = 0
@@ -235,9 +243,10 @@ def insert_qdq(
             if self.index >= len(data):
                 return None
             self.index += 1
+            bar.update(1)
             return data.feed(self.index - 1, io)
 
-    with atomic_path(onnx_out) as tmp:
+    with atomic_path(onnx_out) as tmp, quiet_quantizer(), bar:
         quantize_static(
             str(onnx_in),
             str(tmp),
@@ -254,6 +263,25 @@ def insert_qdq(
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
         )
     return onnx_out
+
+
+@contextlib.contextmanager
+def quiet_quantizer() -> Iterator[None]:
+    """ONNX Runtime's quantiser prints its steps and logs warnings through the root logger (which
+    installs a stderr handler for the whole process on first use); ``build-engine`` says the step in
+    one progress line instead. Its errors still raise."""
+    root = logging.getLogger()
+    guard = logging.NullHandler() if not root.handlers else None  # stops logging.warning's basicConfig
+    if guard is not None:
+        root.addHandler(guard)
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+        if guard is not None:
+            root.removeHandler(guard)
 
 
 def write_list(pairs: Sequence[tuple[Path, Path]], out: Path, header: str = "") -> None:
