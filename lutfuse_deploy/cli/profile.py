@@ -13,7 +13,8 @@ EPILOG = """\b
 Pairing of --model and --backend (both repeatable; --backend also takes a comma list):
   no --backend           each model on the backend its suffix implies
                          (.onnx -> onnxruntime, .engine/.plan/.trt -> tensorrt, else torch)
-  one model, k backends  that model on each backend
+  one model, k backends  that model on each backend (each must run that file: an .onnx on
+                         onnxruntime and openvino; a checkpoint on torch only)
   n models, one backend  every model on that backend
   n models, n backends   zipped in the order given (1st --model with 1st --backend, ...)
 
@@ -33,11 +34,12 @@ check is over or not measured, 0 when all hold.
 
 \b
 Examples:
-  lutfuse-deploy profile --model lut.safetensors --backend torch,onnxruntime --threads 2
-  lutfuse-deploy profile --model lut.safetensors --backend torch --model lut.onnx \\
+  lutfuse-deploy export --model lutfuse_deploy/pretrained/lutfuse.safetensors -o lut.onnx
+  lutfuse-deploy profile --model lut.onnx --backend onnxruntime,openvino --resolutions 640x480 --threads 2
+  lutfuse-deploy profile --model lutfuse_deploy/pretrained/lutfuse.safetensors --backend torch --model lut.onnx \\
       --backend onnxruntime --resolutions 640x480 --iters 50 --json prof.json --plot prof.png
-  lutfuse-deploy profile --model lut.safetensors --model lut.onnx \\
-      --resolutions 640x480 --threads 2 --budget my_budgets.yaml
+  lutfuse-deploy profile --model lutfuse_deploy/pretrained/lutfuse.safetensors --model lut.onnx \\
+      --resolutions 640x480 --threads 2 --budget recipes/budgets/example.yaml
 """
 
 
