@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint typecheck gate quality clean
+.PHONY: help install demo test lint typecheck browser gate quality clean
 
 help:
 	@echo "make demo      export the shipped LUT-Fuse, time it in ONNX Runtime beside PyTorch, write demo_out/side_by_side.png (CPU, no download)"
@@ -36,8 +36,17 @@ typecheck: $(STAMP)
 	$(PY) tools/tensorrt_stubs.py
 	$(PY) -m mypy lutfuse_deploy
 
+# The point picker's test (tests/test_rig_picker.py) clicks its page in a real headless browser: Debian's
+# chromium with its chromedriver (Selenium, from the dev extra, drives them). Installed with apt when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	    echo "installing chromium and chromium-driver for the picker's browser test"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; \
+	fi
+
 # pytest exits 5 when it collects nothing: that is a broken suite here, so say so and fail.
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck browser
 	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken"; exit 1; fi; exit $$rc
 	$(MAKE) --no-print-directory gate

@@ -110,12 +110,12 @@ def run_demo(out_dir: str | Path, height: int = 480, width: int = 640, seed: int
     image against two naive baselines and write it beside its inputs."""
     import importlib.util
 
+    from lutfuse_deploy.fuse.convert import prepare, to_8bit
     from lutfuse_deploy.io.checkpoints import save_checkpoint
     from lutfuse_deploy.io.files import ensure_dir
     from lutfuse_deploy.io.images import save_png
     from lutfuse_deploy.metrics.fusion import compute_all, to_gray
     from lutfuse_deploy.models.lut import analytic_lutfuse
-    from lutfuse_deploy.pipeline import prepare, to_8bit
     from lutfuse_deploy.profile.timing import Resolution, Settings, profile_runners
     from lutfuse_deploy.runtime import create_runner
     from lutfuse_deploy.runtime.cpus import default_threads

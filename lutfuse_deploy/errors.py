@@ -25,6 +25,10 @@ class ConfigError(LutfuseError):
     """A recipe, target or budget file has an unknown key or a bad value."""
 
 
+class RigError(LutfuseError):
+    """A rig file, point list or calibration is unusable (or a refinement would have made it worse)."""
+
+
 class ExportError(LutfuseError):
     """Export or an ONNX check failed."""
 

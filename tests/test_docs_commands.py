@@ -1,4 +1,4 @@
-"""The ```bash blocks of README.md and docs/usage.md run as written, in order, on a small data set.
+"""The ```bash blocks of README.md, docs/usage.md and docs/rigs.md run as written, in order, on a small data set.
 
 They run in a fresh folder laid out like a checkout (its ``recipes``, ``calibration`` and
 ``lutfuse_deploy`` linked), whose ``../shared/data`` holds two synthetic MSRS-size pairs and whose
@@ -22,7 +22,7 @@ from PIL import Image
 
 from lutfuse_deploy.paths import REPO_ROOT
 
-DOCS = (REPO_ROOT / "README.md", REPO_ROOT / "docs" / "usage.md")
+DOCS = (REPO_ROOT / "README.md", REPO_ROOT / "docs" / "usage.md", REPO_ROOT / "docs" / "rigs.md")
 BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
 
 
@@ -61,6 +61,14 @@ def _small_data(root: Path) -> None:
         ir, vi = synthetic_pair(h=480, w=640, seed=i)  # MSRS size: the video block encodes 640x480
         Image.fromarray(ir).save(root / "data" / "ivif" / "msrs_test" / "ir" / f"{i:05d}N.png")
         Image.fromarray(vi).save(root / "data" / "ivif" / "msrs_test" / "vi" / f"{i:05d}N.png")
+    # an unregistered rig pair named and sized like rig/roadscene_raw's FLIR_00550 (docs/rigs.md uses it)
+    raw = root / "data" / "rig" / "roadscene_raw"
+    for name in ("ir", "vi"):
+        (raw / name).mkdir(parents=True)
+    ir, _ = synthetic_pair(h=512, w=640, seed=7)
+    _, vi = synthetic_pair(h=302, w=537, seed=8)
+    Image.fromarray(ir).save(raw / "ir" / "FLIR_00550.png")
+    Image.fromarray(vi).save(raw / "vi" / "FLIR_00550.jpg")
 
 
 @pytest.mark.skipif(not (REF / "lutfuse_official").is_dir(), reason=f"official checkpoints not found at {REF}")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import DATA, REF, needs_reference, reference_entries, run_cli
 
+from lutfuse_deploy.fuse.convert import prepare
 from lutfuse_deploy.io.images import ImagePair, load_pair
-from lutfuse_deploy.pipeline import prepare
 from lutfuse_deploy.runtime import create_runner
 
 BOUND = 1e-4

@@ -100,8 +100,8 @@ def test_fidelity_compares_the_images_fuse_writes() -> None:
     """``_fuse`` gives both grays: as written (min-max for a tanh student) and clipped to [0, 1]."""
     import torch
 
+    from lutfuse_deploy.fuse.convert import to_8bit
     from lutfuse_deploy.models import MMDRStudent
-    from lutfuse_deploy.pipeline import to_8bit
     from lutfuse_deploy.quality.run import _fuse
     from lutfuse_deploy.train.mini import init_max_rule
 

@@ -18,20 +18,14 @@ from video_helpers import audio_only, make_gray16_video, make_video, read_video,
 
 from lutfuse_deploy.cli import main
 from lutfuse_deploy.errors import InputError
+from lutfuse_deploy.fuse.convert import prepare, to_8bit
+from lutfuse_deploy.fuse.pairing import Pairing, pair_by_index, pair_by_time
+from lutfuse_deploy.fuse.pipeline import VideoOptions, fuse_video
+from lutfuse_deploy.fuse.sources import check_streams
 from lutfuse_deploy.io.images import normalise_16bit
-from lutfuse_deploy.io.video import (
-    Pairing,
-    VideoInfo,
-    decode,
-    ffmpeg_errors,
-    pair_by_index,
-    pair_by_time,
-    probe,
-)
+from lutfuse_deploy.io.video import VideoInfo, decode, ffmpeg_errors, probe
 from lutfuse_deploy.paths import pretrained_dir
-from lutfuse_deploy.pipeline import prepare, to_8bit
 from lutfuse_deploy.runtime import create_runner
-from lutfuse_deploy.video_pipeline import VideoOptions, check_streams, fuse_video
 
 LUT = pretrained_dir() / "lutfuse.safetensors"
 MINI = pretrained_dir() / "mini.safetensors"
@@ -154,6 +148,10 @@ def test_nearest_time_pairing_picks_the_closest_frame() -> None:
     assert (stats.ir_left, stats.vi_left, stats.vi_frames) == ([], list(range(18, 24)), 24)
     assert stats.leftover(Path("ir.mp4"), Path("vi.mp4")) == (
         "ir.mp4 has 6 frames and vi.mp4 24: fused 6, left frames 18-23 of vi.mp4 unfused")
+    stats.rates = (Fraction(10), Fraction(30))  # different rates: the frame counts say nothing, durations do
+    assert stats.leftover(Path("ir.mp4"), Path("vi.mp4")) == (
+        "ir.mp4 lasts 0.6 s (6 frames at 10 fps) and vi.mp4 0.8 s (24 frames at 30 fps): different durations; "
+        "fused 6, left frames 18-23 of vi.mp4 unfused")
     stats = Pairing()
     assert len(list(pair_by_index(iter(ir), iter(stream(14, 30)), stats))) == 6
     assert stats.vi_left == list(range(6, 14)) and stats.ir_left == []

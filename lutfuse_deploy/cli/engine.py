@@ -120,10 +120,17 @@ def build_engine_cmd(
     triton_repo: Path | None,
 ) -> None:
     """Build a TensorRT engine for a target device, or a bundle to build it on the device."""
-    from lutfuse_deploy.engines.build import BuildRequest, build_engine
+    from lutfuse_deploy.engines.build import BuildRequest, NotBuildableHere, build_engine
+    from lutfuse_deploy.errors import EngineError
 
-    result = build_engine(
-        BuildRequest(
+    engine_here = triton_repo is not None and remote is None  # --triton needs an engine, not a bundle
+    if triton_repo is not None:  # everything --triton needs is checked before anything is built or written
+        from lutfuse_deploy.export.triton import check_model_name, model_config_pb2
+
+        model_config_pb2()
+        check_model_name(name or onnx_path.stem)
+    try:
+        result = build_engine(BuildRequest(
             onnx=onnx_path,
             target=target,
             precision=precision,
@@ -135,12 +142,16 @@ def build_engine_cmd(
             dla_core=dla_core,
             qdq=qdq,
             force=force,
-            require_build=require_build,
+            require_build=require_build or engine_here,
             name=name,
             version_compatible=version_compatible,
             hardware_compat=hardware_compat,
-        )
-    )
+        ))
+    except NotBuildableHere as exc:
+        if not engine_here or require_build:
+            raise
+        raise EngineError(f"--triton needs a built engine, and {exc}; nothing written (build on the device and "
+                          "pass --triton there, or add --remote USER@HOST)") from None
     if triton_repo is not None:
         _triton(result, onnx_path, triton_repo, name)
     if as_json:
@@ -174,9 +185,8 @@ def _triton(result: BuildResult, onnx_path: Path, repo: Path, name: str | None) 
     from lutfuse_deploy.errors import EngineError
     from lutfuse_deploy.export.triton import engine_repository
 
-    if result.engine is None:
-        raise EngineError(f"--triton needs a built engine; this run wrote a bundle to {result.folder} "
-                          "(build on the device, or with --remote, and pass --triton there)")
+    if result.engine is None:  # checked before the build; a remote run that fetched no engine lands here
+        raise EngineError(f"--triton needs a built engine; this run left a bundle in {result.folder}")
     folder = engine_repository(result.engine, result.manifest, onnx_path, repo, name or onnx_path.stem)
     click.echo(f"wrote Triton model {folder} (config.pbtxt, 1/model.plan, 1/manifest.json)", err=True)
 
@@ -197,8 +207,9 @@ def targets_cmd(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([t.to_dict() for t in targets], indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from lutfuse_deploy.cli.tables import print_table
 
     table = Table(title="deployment targets (latencies: published, not measured here)")
     for col in (
@@ -226,4 +237,4 @@ def targets_cmd(as_json: bool) -> None:
             str(t.default_shapes),
             anchors,
         )
-    Console().print(table)  # the terminal's width (COLUMNS, else 80 when piped); rich wraps the cells
+    print_table(table)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from lutfuse_deploy.cli import cli
+from lutfuse_deploy.cli.options import graph_tanh_map
 from lutfuse_deploy.cli.video import fuse_videos, tanh_given, video_options, video_run
 from lutfuse_deploy.runtime.openvino import PRECISIONS as OPENVINO_PRECISIONS
 
@@ -40,14 +41,17 @@ if TYPE_CHECKING:
 @click.option("--tanh-to-8bit", "tanh_map", type=click.Choice(["minmax", "clip"]), default="minmax",
               show_default=True, help="MMDRFuse PNGs: per-image min-max stretch of tanh (official test "
               "script) or clip tanh to [0,1].")
+@click.option("--rig", type=click.Path(path_type=Path), default=None, metavar="RIG.yaml",
+              help="Two unregistered cameras: IR and visible frames of the rig's sizes, fused in the visible "
+              "camera's geometry (torch; a graph exported with --rig carries its rig and needs no --rig).")
 @click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON on stdout.")
 @video_options
 @click.option("--quiet", is_flag=True, help="No progress bar (none is drawn when stderr is not a terminal).")
 @click.option("--no-memory-check", is_flag=True,
               help="Run even when the estimated peak memory of the largest pair exceeds the available memory.")
 def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision: str, save_float: bool,
-             device: str, threads: int | None, ir16: str, tanh_map: str, json_out: bool, quiet: bool,
-             no_memory_check: bool, **video: Any) -> None:
+             device: str, threads: int | None, ir16: str, tanh_map: str, rig: Path | None, json_out: bool,
+             quiet: bool, no_memory_check: bool, **video: Any) -> None:
     """Fuse IR/visible pairs: --ir and --vi are two images, or two folders of same-named pairs
     (ir/00001.png <-> vi/00001.jpg).
 
@@ -57,21 +61,26 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
     cannot be written, is refused before any work, and so is a pair whose estimated peak memory
     exceeds the available memory (docs/performance.md, "Memory").
 
+    Camera rigs: with --rig RIG.yaml (from `calibrate`), or a graph exported with --rig, each pair is
+    the two cameras' raw frames (sizes may differ); the IR is warped into the visible frame and the
+    fused frame has the rig's output size (docs/rigs.md).
+
     Videos: with --ir, --vi and --out video files (.mp4, .mkv, ...) the streams are paired frame by
     frame and the fused frames encoded at the input's rate (the Video options; docs/usage.md, Video).
     """
     from lutfuse_deploy.errors import InputError
+    from lutfuse_deploy.fuse.pipeline import fuse_pairs
+    from lutfuse_deploy.fuse.sinks import plan_outputs
     from lutfuse_deploy.io.files import check_outputs
     from lutfuse_deploy.io.images import find_pairs
-    from lutfuse_deploy.pipeline import fuse_pairs, plan_outputs
 
     if precision != "fp32" and backend != "openvino":
         raise InputError(f"--precision {precision} is for --backend openvino")
+    given = tanh_given(click.get_current_context())
     if video_run(ir, vi, out):
-        runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet))
+        runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet), rig=rig)
         fuse_videos(runner, ir, vi, out, json_out=json_out, quiet=quiet,
-                    tanh_map=tanh_map if tanh_given(click.get_current_context()) else "clip", ir16=ir16,
-                    **video)
+                    tanh_map=graph_tanh_map(runner, tanh_map if given else "clip", given), ir16=ir16, **video)
         return
     pairs, problems = find_pairs(ir, vi)
     targets = plan_outputs(pairs, out, save_float)
@@ -80,11 +89,12 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
                   folders=[out] if ir.is_dir() else [], inputs=inputs)
     for p in problems:
         click.echo(f"error: {p}", err=True)
-    runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet))
+    runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet), rig=rig)
     if not no_memory_check:
         from lutfuse_deploy.runtime.memory import check_memory, largest_image, memory_device
 
         check_memory(runner.kind, backend, memory_device(backend, device), largest_image([p.ir for p in pairs]))
+    tanh_map = graph_tanh_map(runner, tanh_map, given)
     summary = fuse_pairs(runner, pairs, out, save_float=save_float, tanh_map=tanh_map, ir16=ir16,
                          progress=not quiet and sys.stderr.isatty())
     summary.failed[:0] = problems
@@ -92,13 +102,16 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         click.echo(f"{len(summary.done)} fused, {len(summary.failed)} failed; mean {summary.mean_model_ms:.2f} ms "
-                   f"per pair in the model ({summary.mean_total_ms:.2f} ms with reading and writing) -> {out}")
+                   f"per pair in the model, {summary.mean_total_ms:.2f} ms per pair wall time (reading and writing "
+                   f"overlapped) -> {out}")
     if summary.failed or not summary.done:
         sys.exit(1)
 
 
-def make_runner(model: Path, backend: str, device: str, threads: int | None, precision: str, chatty: bool) -> Runner:
-    """The runner for --model on --backend, with the default CPU threads said on stderr when ``chatty``."""
+def make_runner(model: Path, backend: str, device: str, threads: int | None, precision: str, chatty: bool,
+                rig: Path | None = None) -> Runner:
+    """The runner for --model on --backend, with the default CPU threads said on stderr when ``chatty``.
+    ``rig``: a checkpoint runs behind the rig's warp; a graph must already carry that rig."""
     from lutfuse_deploy.runtime import create_runner
 
     if threads is None and device == "cpu":
@@ -111,9 +124,17 @@ def make_runner(model: Path, backend: str, device: str, threads: int | None, pre
     options: dict[str, object] = {"threads": threads}
     if backend == "torch":
         options["device"] = device
+        if rig is not None:
+            options["rig"] = rig
     if backend == "openvino":
         options["precision"] = precision
     runner = create_runner(model, backend, **options)
+    if rig is not None and backend != "torch":
+        from lutfuse_deploy.runtime.rigs import check_runner_rig
+
+        check_runner_rig(runner, rig)
+    if runner.rig is not None and chatty:
+        click.echo(f"rig: {runner.rig.describe()}", err=True)
     if backend == "openvino" and chatty:
         click.echo(runner.describe_precision(), err=True)  # type: ignore[attr-defined]
     return runner

@@ -18,8 +18,8 @@ Pairing of --model and --backend (both repeatable; --backend also takes a comma 
   n models, n backends   zipped in the order given (1st --model with 1st --backend, ...)
 
 \b
-All runners are timed interleaved (round-robin in rotating order, 10 rounds per resolution) on the
-same frames, so their ratios hold on a noisy machine. Each round records the CPU time other
+All runners are timed interleaved (round-robin in rotating order, 10 rounds per resolution, fewer
+when --iters is below 10) on the same frames, so their ratios hold on a noisy machine. Each round records the CPU time other
 processes used meanwhile (from /proc): the table shows the mean busy CPUs and the contended rounds
 (others kept more than 0.25 CPUs busy); --quiet-only reports and gates on the quiet rounds only. --iters N gives each runner exactly N timed
 runs; --duration S gives each at least S seconds of measured time (default: --duration 1).
@@ -127,6 +127,10 @@ Examples:
 @click.option("--budget", "budget_path", type=click.Path(dir_okay=False), help="Budgets YAML to gate on.")
 @click.option("--no-memory-check", is_flag=True,
               help="Run even when the estimated peak memory at the largest size exceeds the available memory.")
+@click.option("--rig", "rig_path", type=click.Path(dir_okay=False), default=None, metavar="RIG.yaml",
+              help="Time raw frames of a two-camera rig: torch lanes run behind the rig's warp, rig graphs take "
+                   "the cameras' sizes; --resolutions defaults to the rig's visible size (lanes without a rig "
+                   "run there on frames of one size: the cost of the warp, side by side).")
 def profile_command(
     models: tuple[str, ...],
     backends: tuple[str, ...],
@@ -145,12 +149,14 @@ def profile_command(
     plot_path: str | None,
     budget_path: str | None,
     no_memory_check: bool,
+    rig_path: str | None,
 ) -> None:
     """Measure latency of one or more models/backends side by side, on the same inputs."""
     import importlib.util
 
     from rich.console import Console
 
+    from lutfuse_deploy.cli.tables import print_table
     from lutfuse_deploy.errors import BudgetExceeded, ConfigError, MissingDependency
     from lutfuse_deploy.io.files import check_outputs
     from lutfuse_deploy.profile import report
@@ -161,6 +167,11 @@ def profile_command(
     check_outputs(files=[p for p in (json_path, plot_path) if p],
                   inputs=[*models, *([budget_path] if budget_path else [])])
     settings = Settings(warmup=warmup, iters=iters, duration=duration)
+    source = click.get_current_context().get_parameter_source("resolutions")
+    if rig_path is not None and source is click.core.ParameterSource.DEFAULT:
+        from lutfuse_deploy.rig.file import load_rig
+
+        resolutions = "{}x{}".format(*load_rig(rig_path).vi_size)
     sizes = parse_resolutions(resolutions)
     pairs = pair_models(list(models), split_backends(backends))
     budgets = load_budgets(budget_path) if budget_path else None  # fail on a bad file before timing
@@ -185,14 +196,15 @@ def profile_command(
             precision=precision,
             quiet_only=quiet_only,
             memory_check=not no_memory_check,
+            rig=rig_path,
         )
     for note in run.notes:
         progress(note)
     ref = report.choose_reference(run.results, reference)
     console = Console()
-    if not console.is_terminal:
+    if not console.is_terminal:  # notes and lines, unwrapped in logs; tables at their own width
         console = Console(width=190)
-    console.print(report.results_table(run.results, ref))
+    print_table(report.results_table(run.results, ref), console)
     for note in report.table_notes(run.results):
         console.print(note, markup=False)
     used = run.threads_note or run.threads or "backend default"
@@ -203,7 +215,7 @@ def profile_command(
             checks=run.checks, budget_file=budget_path,
             run={"pairs": [{"model": m, "backend": b} for m, b in pairs], "device": device,
                  "threads": run.threads, "threads_auto": run.threads_note, "precision": precision,
-                 "quiet_only": quiet_only, "resolutions": [str(r) for r in sizes]},
+                 "quiet_only": quiet_only, "resolutions": [str(r) for r in sizes], "rig": rig_path},
         )  # fmt: skip
         report.write_json(json_path, doc)
         console.print(f"wrote {json_path}")
@@ -211,7 +223,7 @@ def profile_command(
         report.write_plot(plot_path, run.results)
         console.print(f"wrote {plot_path}")
     if run.checks is not None:
-        console.print(report.checks_table(run.checks))
+        print_table(report.checks_table(run.checks), console)
         bad = [c for c in run.checks if not c.held]
         if bad:
             raise BudgetExceeded(f"{len(bad)} of {len(run.checks)} budget checks failed ({budget_path})")

@@ -71,7 +71,7 @@ def tanh_given(ctx: click.Context) -> bool:
 
 def fuse_videos(runner: Runner, ir: Path, vi: Path, out: Path, json_out: bool, quiet: bool, tanh_map: str,
                 ir16: str, **video: Any) -> None:
-    from lutfuse_deploy.video_pipeline import VideoOptions, fuse_video
+    from lutfuse_deploy.fuse.pipeline import VideoOptions, fuse_video
 
     options = VideoOptions(tanh_map=tanh_map, ir16=ir16, **{k: video[k] for k in VIDEO_PARAMS})
     summary = fuse_video(runner, ir, vi, out, options, progress=not quiet)

@@ -23,6 +23,7 @@ from lutfuse_deploy.engines.bundle import (
     stage_bundle,
     staging_dir,
 )
+from lutfuse_deploy.engines.local_gpu import LocalGpu, detect_gpu, resolve_target
 from lutfuse_deploy.engines.manifest import MANIFEST_NAME, read_manifest, reuse_decision, write_manifest
 from lutfuse_deploy.engines.onnx_info import (
     OnnxInfo,
@@ -32,21 +33,16 @@ from lutfuse_deploy.engines.onnx_info import (
     largest_layer_bytes,
 )
 from lutfuse_deploy.engines.precision import AUTOCAST_COMMAND, exact_name_patterns, plan_precision
-from lutfuse_deploy.engines.targets import (
-    Compatibility,
-    LocalGpu,
-    ShapeProfile,
-    Target,
-    detect_gpu,
-    load_target,
-    parse_shapes,
-    size_text,
-)
+from lutfuse_deploy.engines.targets import Compatibility, ShapeProfile, Target, parse_shapes, size_text
 from lutfuse_deploy.engines.tensorrt import major_of, tensorrt_version, version_tuple, workspace_shortfall
 from lutfuse_deploy.errors import EngineError, InputError, LutfuseError
 from lutfuse_deploy.io.files import atomic_path
 
 CALIBRATION_CACHE_DIR = ".calibration"
+
+
+class NotBuildableHere(EngineError):
+    """``require_build`` and this machine cannot build for the target (no TensorRT, another GPU)."""
 
 
 @dataclass
@@ -117,6 +113,10 @@ def _calibration(
 ) -> calib.CalibrationSet | None:
     if req.calib is None or not needed:
         return None
+    if info.rig_hw is not None:
+        raise EngineError(f"{info.path.name} is a rig graph (IR and visible of two sizes): INT8 calibration "
+                          "data is one size per pair, so it is not supported for rig graphs yet; build fp16 "
+                          "or fp32")
     return calib.load_calibration(req.calib, vi_channels=info.vi_channels, hw=hw)
 
 
@@ -125,13 +125,13 @@ def build_engine(req: BuildRequest) -> BuildResult:
         from lutfuse_deploy.engines.remote import check_remote
 
         check_remote(req.remote)
-    target = load_target(req.target)
+    target = resolve_target(req.target)
     info = inspect_onnx(req.onnx)
     check_for_tensorrt(info)
     model = req.name or info.model_name
     check_name(model, "model name (set it with --name)")
     notes: list[str] = []
-    shapes = _profile(req, target, notes)
+    shapes = _profile(req, target, notes, info.static_hw if info.rig_hw else None)
     check_shapes(info, shapes)
     precision = req.precision or target.default_precision
     workspace = _workspace(req, target, info, shapes, notes)
@@ -146,6 +146,8 @@ def build_engine(req: BuildRequest) -> BuildResult:
         version, gpu, why_not = None, None, f"building on {req.remote}"
     else:
         version, gpu, why_not = local_capability(target)
+    if req.require_build and (version is None or gpu is None):  # before calibration or any writing
+        raise NotBuildableHere(f"cannot build for {target.name} here: {why_not}")
     major = major_of(version) if version else target.tensorrt_major
     plan = plan_precision(
         precision,
@@ -169,8 +171,6 @@ def build_engine(req: BuildRequest) -> BuildResult:
     spec = BundleSpec(target, info, plan, shapes, workspace, model, req.dla_core, data, compatibility=compat)
     if version is not None and gpu is not None:
         return _build_here(spec, folder, version, gpu, cache_dir, req.force, notes)
-    if req.require_build:
-        raise EngineError(f"cannot build for {target.name} here: {why_not}")
     if data is not None and plan.calibrator:
         spec = replace(spec, calib_cache=calib.find_cache(cache_dir, info.sha256, data.digest, major))
     result = _write_bundle(spec, folder, req.force, why_not, notes)
@@ -189,9 +189,14 @@ def build_engine(req: BuildRequest) -> BuildResult:
     return result
 
 
-def _profile(req: BuildRequest, target: Target, notes: list[str]) -> ShapeProfile:
+def _profile(req: BuildRequest, target: Target, notes: list[str],
+             rig_hw: tuple[int, int] | None = None) -> ShapeProfile:
     """``--shapes`` or the target's; a DLA runs one size only (min = opt = max), else every layer
-    would silently fall back to the GPU, so DLA builds get a static profile."""
+    would silently fall back to the GPU, so DLA builds get a static profile. A rig graph has one size
+    (the rig's), which is its profile unless --shapes says otherwise (and is then refused)."""
+    if rig_hw is not None and not req.shapes:
+        notes.append(f"rig graph: static profile {size_text(rig_hw)} (WxH, the visible camera's size)")
+        return ShapeProfile(rig_hw, rig_hw, rig_hw)
     shapes = parse_shapes(req.shapes) if req.shapes else target.default_shapes
     if req.dla_core is None or shapes.is_static:
         return shapes
@@ -352,6 +357,7 @@ def _build_here(
             dla_core=spec.dla_core,
             compatibility=spec.compatibility,
             layer_report=tmp / spec.layers_name,
+            input_hw=spec.info.rig_hw,
         )
         if cache_file is not None and cache_file.is_file():
             shutil.copyfile(cache_file, tmp / CALIB_CACHE)  # lets the bundle's trtexec line reuse the scales

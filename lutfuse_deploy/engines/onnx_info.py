@@ -43,6 +43,7 @@ class OnnxInfo:
     guard_nodes: tuple[str, ...]  # named nodes to keep in FP32 under reduced precision
     sidecar: dict[str, Any] | None
     sidecar_path: Path | None
+    rig_hw: dict[str, tuple[int, int]] | None = None  # (H, W) of ir and vi in a rig graph (export --rig)
 
     @property
     def has_lookup(self) -> bool:
@@ -53,6 +54,9 @@ class OnnxInfo:
         return self.path.stem
 
     def input_shape(self, name: str, hw: tuple[int, int], batch: int = 1) -> tuple[int, int, int, int]:
+        """An input's dims at image size ``hw``; a rig graph's inputs keep the cameras' own sizes."""
+        if self.rig_hw is not None:
+            hw = self.rig_hw[name]
         return (batch, 1 if name == "ir" else self.vi_channels, hw[0], hw[1])
 
 
@@ -113,8 +117,9 @@ def inspect_onnx(path: str | Path) -> OnnxInfo:
     sidecar_file = find_sidecar(path)
     sidecar = read_json_object(sidecar_file) if sidecar_file else None
     kind, source = _kind(sidecar, model, int(vi_c))
-    hw = [shapes["ir"][2], shapes["ir"][3]]
+    hw = [shapes["vi"][2], shapes["vi"][3]]  # the image size: the visible frame's (a rig graph's IR differs)
     static = (int(hw[0]), int(hw[1])) if all(isinstance(d, int) and d > 0 for d in hw) else None
+    rig_hw = _rig_sizes(shapes, sidecar, path.name)
     nodes = [GraphNode(n.name, n.op_type, tuple(n.input), tuple(n.output)) for n in graph.node]
     ops = frozenset(n.op_type for n in graph.node)
     return OnnxInfo(
@@ -134,7 +139,20 @@ def inspect_onnx(path: str | Path) -> OnnxInfo:
         guard_nodes=tuple(_float_only(model, fp32_guard(nodes))),
         sidecar=sidecar,
         sidecar_path=sidecar_file,
+        rig_hw=rig_hw,
     )
+
+
+def _rig_sizes(shapes: dict[str, tuple[int | str, ...]], sidecar: dict[str, Any] | None,
+               name: str) -> dict[str, tuple[int, int]] | None:
+    """Per-input (H, W) of a rig graph (static inputs of two sizes); None for one-size graphs."""
+    sizes = {n: tuple(shapes[n][2:]) for n in INPUTS}
+    if sizes["ir"] == sizes["vi"] and not (sidecar and "rig" in sidecar):
+        return None
+    if not all(isinstance(d, int) and d > 0 for hw in sizes.values() for d in hw):
+        raise EngineError(f"{name}: inputs ir and vi differ in size but are not static (a rig graph has the "
+                          "rig's sizes: re-export with `lutfuse-deploy export --rig`)")
+    return {n: (int(hw[0]), int(hw[1])) for n, hw in sizes.items()}
 
 
 def _kind(sidecar: dict[str, Any] | None, model: Any, vi_c: int) -> tuple[str, str]:

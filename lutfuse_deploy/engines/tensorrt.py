@@ -229,12 +229,14 @@ def onnx_to_engine(
     compatibility: Compatibility = Compatibility(),
     layer_report: Path | None = None,
     trt_module: ModuleType | None = None,
+    input_hw: dict[str, tuple[int, int]] | None = None,
 ) -> EngineBuild:
     """Build ``engine_path`` from ``onnx_path``; raises ``EngineError`` with the parser/builder errors.
 
     ``trt_module`` defaults to ``tensorrt``; the tests pass TensorRT-RTX, which parses and builds
     without a GPU. ``layer_report`` receives the engine inspector's per-layer JSON where the engine
-    can be loaded here (it needs the GPU that built it).
+    can be loaded here (it needs the GPU that built it). ``input_hw`` fixes each input's (H, W) (a rig
+    graph: the two cameras' sizes), otherwise both inputs follow ``shapes``.
     """
     trt = trt_module or import_tensorrt()
     version = str(trt.__version__)
@@ -245,7 +247,7 @@ def onnx_to_engine(
     logger = process_logger(trt)
     with logger.capture() as log:
         built = _build(trt, log, onnx_path, plan, shapes, vi_channels, workspace_gib, timing_cache,
-                       calibrator, dla_core, compatibility)
+                       calibrator, dla_core, compatibility, input_hw)
         serialized, config, pinned, seconds = built
         with atomic_path(engine_path) as tmp:
             tmp.write_bytes(memoryview(serialized))
@@ -269,6 +271,7 @@ def _build(
     calibrator: Any,
     dla_core: int | None,
     compatibility: Compatibility,
+    input_hw: dict[str, tuple[int, int]] | None = None,
 ) -> tuple[Any, Any, list[str], float]:
     version = str(trt.__version__)
     builder = trt.Builder(process_logger(trt))
@@ -287,7 +290,8 @@ def _build(
     profile = builder.create_optimization_profile()
     for name in ("ir", "vi"):
         c = 1 if name == "ir" else vi_channels
-        dims = [trt.Dims([1, c, h, w]) for h, w in (shapes.min, shapes.opt, shapes.max)]
+        sizes = [input_hw[name]] * 3 if input_hw else [shapes.min, shapes.opt, shapes.max]
+        dims = [trt.Dims([1, c, h, w]) for h, w in sizes]
         profile.set_shape(name, dims[0], dims[1], dims[2])
     config.add_optimization_profile(profile)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))

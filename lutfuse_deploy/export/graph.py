@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lutfuse_deploy.errors import ExportError
-from lutfuse_deploy.export.lowering import make_lookup
+from lutfuse_deploy.export.lowering import RigWarp, make_lookup
 from lutfuse_deploy.models.lut import (
     CB,
     CHROMA_TO_RGB,
@@ -238,10 +238,32 @@ def size_multiple(model: nn.Module) -> int:
     return 1
 
 
-def graph_module(model: nn.Module, lowering: str, io: str) -> nn.Module:
-    """The module to trace: LUT-Fuse rebuilt for export, MMDRFuse as is, wrapped for uint8 io."""
+def graph_module(model: nn.Module, lowering: str, io: str, rig: Any = None) -> nn.Module:
+    """The module to trace: LUT-Fuse rebuilt for export, MMDRFuse as is, behind the rig's warp when
+    there is one, wrapped for uint8 io."""
     inner: nn.Module = LutFuseGraph(model, lowering) if isinstance(model, LutFuse) else model
+    if rig is not None:
+        inner = RigGraph(inner, rig)
     inner = inner.eval()
     for p in inner.parameters():
         p.requires_grad_(False)
     return Uint8Io(inner).eval() if io == "uint8" else inner
+
+
+class RigGraph(nn.Module):
+    """Raw frames of a two-camera rig in, fused frame in the visible camera's geometry out: the IR is
+    warped (``lowering.RigWarp``), the visible frame cropped to the rig's output box, then ``inner``
+    fuses them. The same module is the PyTorch path of ``fuse --rig`` and what ``export --rig`` traces."""
+
+    def __init__(self, inner: nn.Module, rig: Any) -> None:
+        super().__init__()
+        self.inner = inner
+        self.box = rig.output_box()
+        self.vi_size = tuple(rig.vi_size)
+        self.warp = RigWarp(rig.inverse.tolist(), tuple(rig.ir_size), self.box)
+
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        x0, y0, w, h = self.box
+        if (x0, y0, w, h) != (0, 0, *self.vi_size):
+            vi = vi[:, :, y0:y0 + h, x0:x0 + w]
+        return self.inner(self.warp(ir), vi)

@@ -171,3 +171,40 @@ def make_lookup(table: torch.Tensor, lowering: str) -> nn.Module:
     if lowering == "gather":
         return GatherLookup(table)
     raise ExportError(f"unknown lowering {lowering!r}: choose one of {', '.join(LOWERINGS)}")
+
+
+class RigWarp(nn.Module):
+    """The thermal frame warped into the visible camera's geometry: one bilinear GridSample whose grid
+    is the rig's inverse homography applied to every output pixel (TensorRT-legal: rank 4, opset 16-19
+    spelling, ``align_corners=0``).
+
+    With ``align_corners=0`` GridSample's -1 and +1 are the outer *edges* of the IR frame, so an IR
+    pixel-centre coordinate ``s`` (OpenCV's convention, first centre at 0) is ``(2s + 1) / W - 1``.
+    That affine step is folded into the homography's rows: ``g = (a . (u, v, 1)) / (d . (u, v, 1))``,
+    with the ``u`` and ``v`` terms kept as one row and one column constant, so the graph spends three
+    broadcast Adds and two Divs per pixel. ``padding_mode=zeros``: outside the IR frame the IR reads as
+    0 (docs/rigs.md, "Where the thermal camera does not see").
+
+    The constants are kept in float64 and made in the input's dtype at run time, so the float64 truth
+    of the same maths (``export.parity``) is exact and the float32 graph rounds them once.
+    """
+
+    def __init__(self, inverse: "list[list[float]]", ir_size: tuple[int, int], out_box: tuple[int, int, int, int]):
+        super().__init__()
+        import numpy as np
+
+        g = np.asarray(inverse, dtype=np.float64)
+        (w_ir, h_ir), (x0, y0, w, h) = ir_size, out_box
+        rows = np.stack([(2 * g[0] + (1 - w_ir) * g[2]) / w_ir, (2 * g[1] + (1 - h_ir) * g[2]) / h_ir, g[2]])
+        u = np.arange(x0, x0 + w, dtype=np.float64)
+        v = np.arange(y0, y0 + h, dtype=np.float64)
+        # row constants (1, 1, 1, w) hold the u and constant terms, column constants (1, 1, h, 1) the v term
+        self._across = [(r[0] * u + r[2]).reshape(1, 1, 1, w) for r in rows]
+        self._down = [(r[1] * v).reshape(1, 1, h, 1) for r in rows]
+
+    def forward(self, ir: torch.Tensor) -> torch.Tensor:
+        x, y, d = (torch.as_tensor(a, dtype=ir.dtype) + torch.as_tensor(b, dtype=ir.dtype)
+                   for a, b in zip(self._across, self._down))
+        grid = torch.cat([(x / d).unsqueeze(-1), (y / d).unsqueeze(-1)], dim=-1)[:, 0]  # 1 x h x w x 2
+        grid = grid.expand(ir.shape[0], -1, -1, -1)
+        return F.grid_sample(ir, grid, mode=GRIDSAMPLE_MODE, padding_mode=GRIDSAMPLE_PADDING, align_corners=False)

@@ -97,6 +97,36 @@ def real_inputs(channels: int, hw: tuple[int, int] | None, multiple: int) -> lis
     return out
 
 
+RIG_SET = ("rig", "roadscene_raw")  # unregistered raw pairs: the real input of a rig graph
+
+
+def rig_inputs(channels: int, rig: Any, seed: int = 0) -> list[ParityInput]:
+    """Inputs of a rig graph: each synthetic kind at the two cameras' sizes, and the first raw pair of
+    ``rig/roadscene_raw`` resized to them when the shared data is present."""
+    from PIL import Image
+
+    from lutfuse_deploy.io.images import find_pairs
+    from lutfuse_deploy.paths import data_root
+
+    (iw, ih), (vw, vh) = rig.ir_size, rig.vi_size
+    ir_items = synthetic_inputs(0, (ih, iw), 1, seed)
+    vi_items = synthetic_inputs(channels - 1, (vh, vw), 1, seed + 1)
+    out = [ParityInput(f"{a.name.split('-')[0]}-ir{iw}x{ih}-vi{vw}x{vh}", a.ir, b.ir if channels == 1 else
+                       np.concatenate([b.ir, b.vi], axis=1)) for a, b in zip(ir_items, vi_items)]
+    folder = data_root().joinpath(*RIG_SET)
+    if (folder / "ir").is_dir():
+        pairs, _ = find_pairs(folder / "ir", folder / "vi")
+        if pairs:
+            ir = Image.open(pairs[0].ir).convert("L").resize((iw, ih), Image.Resampling.BILINEAR)
+            vi = Image.open(pairs[0].vi).convert("RGB" if channels == 3 else "L").resize((vw, vh),
+                                                                                        Image.Resampling.BILINEAR)
+            vi_arr = np.asarray(vi, dtype=np.float32)
+            vi_chw = vi_arr.transpose(2, 0, 1) if vi_arr.ndim == 3 else vi_arr[None]
+            out.append(ParityInput(f"{'/'.join(RIG_SET)}/{pairs[0].name}",
+                                   np.asarray(ir, dtype=np.float32)[None, None], vi_chw[None]))
+    return out
+
+
 def _torch_path(model: Any, item: ParityInput, dtype: Any) -> np.ndarray:
     import torch
 

@@ -18,6 +18,7 @@ from lutfuse_deploy.io.files import atomic_path
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 IR16_MODES = ("refuse", "minmax", "percentile", "linear")
+IR16_COMMANDS = "fuse, evaluate and compare"  # the commands with --ir16 (a test keeps this true)
 MIN_SIDE = 3
 Image.MAX_IMAGE_PIXELS = 1 << 28  # 16k x 16k: larger is refused, not silently decoded
 
@@ -79,9 +80,8 @@ def read_ir(path: str | Path, ir16: str = "refuse") -> np.ndarray:
     img = _open(path)
     if _is_16bit(img):
         if ir16 == "refuse":
-            raise InputError(
-                f"{path}: 16-bit IR image; choose a conversion with --ir16 minmax|percentile|linear"
-            )
+            raise InputError(f"{path}: 16-bit IR image; map it to 8 bits with --ir16 minmax|percentile|linear "
+                             f"({IR16_COMMANDS} take it)")
         if ir16 not in IR16_MODES:
             raise InputError(f"unknown --ir16 mode {ir16!r}; choose one of {', '.join(IR16_MODES)}")
         return normalise_16bit(np.asarray(img), ir16)
@@ -100,10 +100,14 @@ def read_vi(path: str | Path, mode: str = "RGB") -> np.ndarray:
     return np.asarray(rgb if mode == "RGB" else rgb.convert("L"), dtype=np.uint8)
 
 
+def read_pair(pair: ImagePair, vi_mode: str = "RGB", ir16: str = "refuse") -> tuple[np.ndarray, np.ndarray]:
+    """Read one pair, sizes unchecked: whether they fit together is the fusing runner's rule."""
+    return read_ir(pair.ir, ir16=ir16), read_vi(pair.vi, mode=vi_mode)
+
+
 def load_pair(pair: ImagePair, vi_mode: str = "RGB", ir16: str = "refuse") -> tuple[np.ndarray, np.ndarray]:
     """Read one pair and check that it can be fused (same size, at least 3 x 3)."""
-    ir = read_ir(pair.ir, ir16=ir16)
-    vi = read_vi(pair.vi, mode=vi_mode)
+    ir, vi = read_pair(pair, vi_mode=vi_mode, ir16=ir16)
     if ir.shape[:2] != vi.shape[:2]:
         raise InputError(
             f"{pair.name}: size mismatch, ir {pair.ir.name} is {ir.shape[1]}x{ir.shape[0]} but "

@@ -128,7 +128,12 @@ class InputSource:
 
     def __call__(self, res: Resolution, runner: Runner) -> tuple[np.ndarray, np.ndarray]:
         frame = self.frame(res)
-        key = (runner.kind, runner.io)
+        ir_size = tuple(runner.rig.ir_size) if runner.rig is not None else (res.width, res.height)
+        key = (runner.kind, runner.io, *ir_size)
         if key not in self._batches:
+            if ir_size != (res.width, res.height):  # a rig lane: the same IR frame at the thermal camera's size
+                from PIL import Image
+
+                frame = (np.asarray(Image.fromarray(frame[0]).resize(ir_size, Image.Resampling.BILINEAR)), frame[1])
             self._batches[key] = to_batch(frame, runner.kind, runner.io)
         return self._batches[key]

@@ -60,6 +60,15 @@ def pair_models(models: Sequence[str], backends: Sequence[str]) -> list[tuple[st
     return pairs
 
 
+def check_rig_resolutions(rig: Any, resolutions: Sequence[Resolution], model: str) -> None:
+    """A lane with a rig runs at the rig's visible size only (its IR input is the thermal camera's)."""
+    w, h = rig.vi_size
+    other = [str(r) for r in resolutions if (r.width, r.height) != (w, h)]
+    if other:
+        raise InputError(f"{model} carries a rig: it runs at its visible size {w}x{h} only, not "
+                         f"{', '.join(other)} (drop --resolutions, or give {w}x{h})")
+
+
 @dataclass
 class ProfileRun:
     results: list[Measurement]
@@ -89,12 +98,14 @@ def run_profile(
     precision: str = "fp32",
     quiet_only: bool = False,
     memory_check: bool = True,
+    rig: str | Path | None = None,
 ) -> ProfileRun:
     """Create one runner per pair, measure all of them interleaved, evaluate ``budgets`` if given.
 
     ``threads=None`` on the CPU picks ``runtime.cpus.default_threads`` (recorded in the run);
     ``precision`` applies to OpenVINO runners; ``quiet_only`` keeps each result's quiet rounds only,
-    for the report and the budgets alike.
+    for the report and the budgets alike. ``rig`` puts torch lanes behind the rig's warp; every lane
+    that carries a rig (those, and graphs exported with ``--rig``) runs at its rig's sizes only.
     """
     from lutfuse_deploy import runtime
     from lutfuse_deploy.profile.environment import collect_environment
@@ -129,7 +140,11 @@ def run_profile(
             options: dict[str, object] = {"threads": threads, "device": device}
             if backend == "openvino":
                 options["precision"] = precision
+            if backend == "torch" and rig is not None:
+                options["rig"] = rig
             runner = stack.enter_context(runtime.create_runner(model, backend, **options))
+            if runner.rig is not None:
+                check_rig_resolutions(runner.rig, resolutions, model)
             if memory_check and resolutions:  # the largest size, before any is timed
                 from lutfuse_deploy.runtime.memory import check_memory, memory_device
 

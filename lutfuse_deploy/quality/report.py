@@ -93,7 +93,7 @@ def render_markdown(results: list[SetResult], info: dict[str, Any]) -> str:
         ),
         (
             f"- 8-bit mapping: LUT-Fuse output clamped to [0, 1]; MMDRFuse tanh output mapped with "
-            f"`{info['tanh_map']}` (`pipeline.to_8bit`), the same for shipped and official models. "
+            f"`{info['tanh_map']}` (`fuse.convert.to_8bit`), the same for shipped and official models. "
             "RGB outputs are read as gray with PIL's luma, as `lutfuse-deploy evaluate` does."
         ),
         (

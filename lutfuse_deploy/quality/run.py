@@ -9,7 +9,7 @@ writes ``docs/quality.md`` (tables, targets, student-teacher fidelity, noise in 
 measured against the official model of its kind.
 
 Conventions, the same for every row: each pair is cropped to even height and width (the MMDRFuse
-teacher needs it), outputs go through ``pipeline.to_8bit`` (LUT-Fuse: clamp; MMDRFuse tanh: the
+teacher needs it), outputs go through ``fuse.convert.to_8bit`` (LUT-Fuse: clamp; MMDRFuse tanh: the
 ``--tanh-map``, default per-image min-max as the official test script and ``fuse`` do), RGB outputs
 become gray with PIL's luma, as ``evaluate`` reads them.
 """
@@ -101,8 +101,8 @@ def _pairs(root: Path, ir_sub: str, vi_sub: str, limit: int | None) -> list:
 
 def _fuse(model, ir: np.ndarray, rgb: np.ndarray, tanh_map: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(8-bit image as written by ``fuse``, {"written": its gray, "clip": gray of the [0, 1] clip})."""
+    from lutfuse_deploy.fuse.convert import to_8bit
     from lutfuse_deploy.metrics.fusion import to_gray
-    from lutfuse_deploy.pipeline import to_8bit
     from lutfuse_deploy.train.validate import fused_output
 
     out = fused_output(model, ir, rgb)
@@ -149,7 +149,7 @@ def evaluate_set(
     from lutfuse_deploy.metrics.noise import flat_noise
 
     res = SetResult(name, len(pairs))
-    for i, pair in enumerate(tqdm(pairs, desc=name, unit="pair", disable=not progress, leave=False)):
+    for i, pair in enumerate(tqdm(pairs, desc=name, unit="pair", disable=None if progress else True, leave=False)):
         ir, rgb = _even(*load_pair(pair, vi_mode="RGB"))
         gray = to_gray(rgb)
         outputs: dict[str, np.ndarray] = {}

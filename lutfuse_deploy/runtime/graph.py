@@ -35,6 +35,20 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
+def graph_rig(sidecar: Mapping[str, Any], props: Mapping[str, str], path: Path) -> Any:
+    """The rig an exported graph carries (sidecar, else the graph's metadata), or None."""
+    import json
+
+    data = sidecar.get("rig")
+    if data is None and props.get("rig"):
+        data = json.loads(props["rig"])
+    if data is None:
+        return None
+    from lutfuse_deploy.rig.file import KEYS, rig_from_dict
+
+    return rig_from_dict({k: v for k, v in dict(data).items() if k in KEYS}, f"{path.name} (its rig)")
+
+
 class GraphRunner(Runner):
     """Base of the runners that load an exported ``.onnx``; subclasses call ``describe`` after loading."""
 
@@ -66,9 +80,12 @@ class GraphRunner(Runner):
         self._static_hw = (h, w) if isinstance(h, int) and isinstance(w, int) else None
         if not self.metadata:
             self.metadata = {"kind": self.kind, "io": self.io, **props}
+        self.rig = graph_rig(self.metadata, props, self.path)
 
     def check_inputs(self, ir: np.ndarray, vi: np.ndarray) -> None:
         super().check_inputs(ir, vi)
+        if self.rig is not None:  # a rig graph: its sizes are the rig's, checked by the base class
+            return
         h, w = ir.shape[2], ir.shape[3]
         if self._static_hw and (h, w) != self._static_hw:
             sh, sw = self._static_hw
@@ -76,6 +93,14 @@ class GraphRunner(Runner):
                              "(export with --dynamic for any size)")
         if self.multiple > 1 and (h % self.multiple or w % self.multiple):
             raise InputError(f"{self.kind} needs height and width that are multiples of {self.multiple}, got {w}x{h}")
+
+    def check_sizes(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(H, W) of the ir and vi inputs of a check run: the rig's cameras, else one size for both."""
+        if self.rig is not None:
+            (iw, ih), (vw, vh) = self.rig.ir_size, self.rig.vi_size
+            return (ih, iw), (vh, vw)
+        hw = self.check_size()
+        return hw, hw
 
     def check_size(self) -> tuple[int, int]:
         """(height, width) of a check input the graph accepts: its static size, else a small one."""

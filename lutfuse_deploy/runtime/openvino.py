@@ -137,8 +137,9 @@ class OvRunner(GraphRunner):
 
     def _measure_precision(self, core: Any, graph: Any) -> dict[str, Any]:
         """Run the check input through this compile and an f32 compile of the same graph."""
-        h, w = self.check_size()
-        ir, vi = check_input(self.kind, self.io, h, w)
+        (ih, iw), (h, w) = self.check_sizes()
+        ir = check_input(self.kind, self.io, ih, iw)[0]
+        vi = check_input(self.kind, self.io, h, w)[1]
         ref = self._compile(core, graph, "fp32").create_infer_request()
         ref.infer({"ir": ir, "vi": vi})
         want = np.array(ref.get_output_tensor(0).data, copy=True)

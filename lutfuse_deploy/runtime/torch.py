@@ -13,7 +13,8 @@ from lutfuse_deploy.runtime.base import Runner
 class TorchRunner(Runner):
     backend = "torch"
 
-    def __init__(self, model: str | Path, device: str = "cpu", threads: int | None = None, io: str = "float") -> None:
+    def __init__(self, model: str | Path, device: str = "cpu", threads: int | None = None, io: str = "float",
+                 rig: str | Path | None = None) -> None:
         super().__init__()
         import torch
 
@@ -29,6 +30,12 @@ class TorchRunner(Runner):
         self.io = io
         self.model, self.metadata = load_model(model)
         self.kind = self.metadata["kind"]
+        if rig is not None:  # raw frames in: the IR warped by the same module export --rig traces
+            from lutfuse_deploy.export.graph import RigGraph
+            from lutfuse_deploy.rig.file import load_rig
+
+            self.rig = load_rig(rig)
+            self.model = RigGraph(self.model, self.rig).eval()
         self.model.to(self.device)
 
     def activate_impl(self) -> None:
@@ -40,8 +47,9 @@ class TorchRunner(Runner):
     def infer_impl(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         import torch
 
-        if self.kind == "mmdrfuse-teacher" and (ir.shape[2] % 2 or ir.shape[3] % 2):
-            raise InputError(f"mmdrfuse-teacher needs even height and width, got {ir.shape[3]}x{ir.shape[2]}")
+        h, w = vi.shape[2:] if self.rig is None else self.rig.out_size[::-1]
+        if self.kind == "mmdrfuse-teacher" and (h % 2 or w % 2):
+            raise InputError(f"mmdrfuse-teacher needs even height and width, got {w}x{h}")
         with torch.inference_mode():
             t_ir = torch.from_numpy(np.ascontiguousarray(ir)).to(self.device, torch.float32)
             t_vi = torch.from_numpy(np.ascontiguousarray(vi)).to(self.device, torch.float32)

@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 
 def minmax(x: torch.Tensor) -> torch.Tensor:
-    """Per-image min-max stretch to [0, 1]: what ``pipeline.to_8bit`` does to tanh by default.
+    """Per-image min-max stretch to [0, 1]: what ``fuse.convert.to_8bit`` does to tanh by default.
 
     Training the content terms on the stretched output optimises what users and the metrics see;
     on the raw tanh, a student gains or loses contrast at test time depending on its extremes.

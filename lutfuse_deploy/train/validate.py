@@ -1,6 +1,6 @@
 """Validation during training: fuse a few held-out pairs and score them with the project's metrics.
 
-Outputs go through the same 8-bit mapping as ``lutfuse-deploy fuse`` (``pipeline.to_8bit``) and the
+Outputs go through the same 8-bit mapping as ``lutfuse-deploy fuse`` (``fuse.convert.to_8bit``) and the
 same gray conversion as ``evaluate`` (PIL luma), so a validation score means what the report means.
 """
 
@@ -43,7 +43,7 @@ def fused_gray(
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """One uint8 pair -> the fused image as ``fuse`` writes it, as uint8 gray H x W."""
-    from lutfuse_deploy.pipeline import to_8bit
+    from lutfuse_deploy.fuse.convert import to_8bit
 
     img = to_8bit(fused_output(model, ir, rgb, device), str(model.kind), tanh_map)
     return to_gray(img) if img.ndim == 3 else img

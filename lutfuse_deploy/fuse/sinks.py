@@ -1,0 +1,112 @@
+"""Where fused images go: PNG (and raw .npy) files in a folder, a video file, a folder of frames.
+
+A sink's ``write`` runs on the write-behind thread, in the order the pairs were read; it turns the
+runner's output into 8 bits there, so the runner's thread only runs the model. ``finish`` completes
+the output after the last pair; ``abort`` discards what cannot be completed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from lutfuse_deploy.errors import InputError, OutputError
+from lutfuse_deploy.fuse.convert import to_8bit
+from lutfuse_deploy.io.images import IMAGE_EXTS, ImagePair, save_npy, save_png
+from lutfuse_deploy.io.video import VideoWriter
+
+
+class Sink(Protocol):
+    """What the pipeline needs from an output."""
+
+    def write(self, key: str, fused: np.ndarray) -> None:
+        """One runner output (C x H x W); runs on the write-behind thread."""
+        ...
+
+    def finish(self) -> None:
+        """After the last pair, on success."""
+        ...
+
+    def abort(self) -> None:
+        """After a fault: leave no partial output."""
+        ...
+
+
+def plan_outputs(pairs: list[ImagePair], out: str | Path, save_float: bool = False) -> list[tuple[Path, Path | None]]:
+    """Where each pair's PNG (and raw ``.npy``) goes: ``OUT/NAME.png``, or OUT itself for one pair.
+
+    ``--out fused.png`` with one pair names the file; with several pairs it is refused, since a
+    folder called ``fused.png`` is never what was meant.
+    """
+    out = Path(out)
+    if out.suffix.lower() in IMAGE_EXTS and not out.is_dir():
+        if out.suffix.lower() != ".png":
+            raise OutputError(f"{out}: fuse writes PNG; name the output NAME.png or give a folder")
+        if len(pairs) != 1:
+            raise OutputError(f"{out}: a file name takes one pair, these are {len(pairs)}; give a folder")
+        return [(out, out.with_suffix(".npy") if save_float else None)]
+    return [(out / f"{p.name}.png", out / f"{p.name}.npy" if save_float else None) for p in pairs]
+
+
+@contextlib.contextmanager
+def frames_folder(target: Path | None) -> Iterator[Path | None]:
+    """``--save-frames DIR``: PNGs go to a hidden folder inside DIR and move in only on success."""
+    if target is None:
+        yield None
+        return
+    if target.exists() and not target.is_dir():
+        raise InputError(f"--save-frames {target}: exists and is not a folder")
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".frames.", dir=target))
+    try:
+        yield tmp
+        for png in sorted(tmp.iterdir()):
+            os.replace(png, target / png.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class FolderSink:
+    """``OUT/NAME.png`` per pair (+ ``NAME.npy``, the raw output), each written atomically."""
+
+    def __init__(self, targets: dict[str, tuple[Path, Path | None]], kind: str, tanh_map: str) -> None:
+        self.targets, self.kind, self.tanh_map = targets, kind, tanh_map
+
+    def write(self, key: str, fused: np.ndarray) -> None:
+        png, npy = self.targets[key]
+        if npy is not None:
+            raw = fused.transpose(1, 2, 0) if self.kind == "lutfuse" else fused[0]
+            save_npy(npy, raw.astype(np.float32))
+        save_png(png, to_8bit(fused, self.kind, self.tanh_map))
+
+    def finish(self) -> None:
+        """Every file was complete when it was renamed into place: nothing left to do."""
+
+    def abort(self) -> None:
+        """Files already written are complete fused pairs and stay; nothing else was written."""
+
+
+class VideoSink:
+    """Encode each fused frame into an open ``VideoWriter`` (and ``frames_dir/NNNNNN.png``)."""
+
+    def __init__(self, writer: VideoWriter, kind: str, tanh_map: str, frames_dir: Path | None = None) -> None:
+        self.writer, self.kind, self.tanh_map, self.frames_dir = writer, kind, tanh_map, frames_dir
+
+    def write(self, key: str, fused: np.ndarray) -> None:
+        image = to_8bit(fused, self.kind, self.tanh_map)
+        self.writer.write(image)
+        if self.frames_dir is not None:
+            save_png(self.frames_dir / f"{key}.png", image)
+
+    def finish(self) -> None:
+        self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.abort()
