@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from lutfuse_deploy.engines import build, calibration, manifest, targets
+from lutfuse_deploy.engines.local_gpu import LocalGpu, match_target
 from lutfuse_deploy.engines.precision import plan_precision
-from lutfuse_deploy.engines.targets import LocalGpu, match_target, parse_shapes, target_from_dict
+from lutfuse_deploy.engines.targets import parse_shapes, target_from_dict
 from lutfuse_deploy.errors import ConfigError, EngineError, InputError
 
 
@@ -135,6 +136,15 @@ def test_dla_cores_not_negative(cores, ok):
             _target(dla_cores=cores)
 
 
+@pytest.mark.parametrize(("gib", "ok"), [(0.25, True), (0, False), (-1, False)])
+def test_workspace_gib_positive(gib, ok):
+    if ok:
+        assert _target(workspace_gib=gib).workspace_gib == gib
+    else:
+        with pytest.raises(ConfigError, match="workspace_gib: must be > 0"):
+            _target(workspace_gib=gib)
+
+
 def test_auto_target_picks_by_tensorrt_major_when_names_do_not():
     jp6 = _target(name="agx-jp6", tensorrt_major=10)
     jp7 = _target(name="agx-jp7", tensorrt_major=11)
@@ -214,6 +224,28 @@ def test_dla_core_within_the_targets_cores(core, ok):
             _plan("fp16", 10, t, dla_core=core)
 
 
+@pytest.mark.parametrize(("precision", "ok"), [("fp16", True), ("int8", True), ("best", False), ("fp32", False)])
+def test_dla_runs_fp16_or_int8_only(precision, ok):
+    t = _target(dla_cores=2)
+    if ok:
+        _plan(precision, 10, t, dla_core=0)
+    else:
+        with pytest.raises(EngineError, match="the DLA runs fp16 or int8 only"):
+            _plan(precision, 10, t, dla_core=0)
+
+
+def test_dla_builds_get_a_static_profile_at_opt():
+    t = _target()  # 128x128:640x480:1920x1080
+    notes: list[str] = []
+    req = SimpleNamespace(shapes=None, dla_core=0)
+    assert build._profile(req, t, notes) == parse_shapes("640x480")
+    assert notes and "static profile 640x480" in notes[0]
+    assert build._profile(SimpleNamespace(shapes=None, dla_core=None), t, []) == t.default_shapes
+    assert build._profile(SimpleNamespace(shapes="320x240", dla_core=0), t, []) == parse_shapes("320x240")
+    with pytest.raises(InputError, match="the DLA needs a static profile"):
+        build._profile(SimpleNamespace(shapes="64x64:320x240:640x480", dla_core=0), t, [])
+
+
 def test_tensorrt_11_plans_are_strongly_typed():
     assert _plan("best", 10) is not None
     with pytest.raises(EngineError, match="TensorRT 11 removed --best"):
@@ -266,6 +298,15 @@ def test_calibration_npz_must_match_the_profile(tmp_path):
     assert len(data.ir) == 2 and np.all(data.vi == 1)
     with pytest.raises(InputError, match="holds 4x6 images; the profile's OPT is 6x4"):
         calibration.load_calibration(path, vi_channels=3, hw=(6, 4))
+
+
+@pytest.mark.parametrize(("ir_shape", "vi_shape"), [((2, 3, 4, 6), (2, 3, 4, 6)), ((2, 1, 4, 6), (2, 1, 4, 6)),
+                                                    ((2, 1, 4, 6), (3, 3, 4, 6)), ((2, 1, 4, 6), (2, 3, 4, 5))])
+def test_calibration_npz_layout_checked(tmp_path, ir_shape, vi_shape):
+    path = tmp_path / "calib.npz"
+    np.savez(path, ir=np.zeros(ir_shape, np.uint8), vi=np.zeros(vi_shape, np.uint8))
+    with pytest.raises(InputError, match=r"expected ir N x 1 x H x W and vi N x 3 x H x W"):
+        calibration.load_calibration(path, vi_channels=3, hw=(4, 6))
 
 
 def test_calibration_list_allows_trailing_comments(tmp_path, monkeypatch):

@@ -15,19 +15,13 @@ from video_helpers import make_gray16_video, make_video, read_video
 
 from lutfuse_deploy.cli.video import video_run
 from lutfuse_deploy.errors import InputError, OutputError
+from lutfuse_deploy.fuse.convert import prepare, to_8bit
+from lutfuse_deploy.fuse.pairing import Pairing, pair_by_index, pair_by_time
+from lutfuse_deploy.fuse.pipeline import VideoOptions, fuse_pairs, fuse_video
+from lutfuse_deploy.fuse.sinks import plan_outputs
+from lutfuse_deploy.fuse.sources import check_streams
 from lutfuse_deploy.io.images import ImagePair, normalise_16bit
-from lutfuse_deploy.io.video import (
-    Pairing,
-    VideoInfo,
-    decode,
-    ffmpeg_errors,
-    pair_by_index,
-    pair_by_time,
-    parse_bitrate,
-    probe,
-)
-from lutfuse_deploy.pipeline import fuse_pairs, plan_outputs, prepare, to_8bit
-from lutfuse_deploy.video_pipeline import VideoOptions, check_streams, fuse_video
+from lutfuse_deploy.io.video import VideoInfo, VideoWriter, decode, ffmpeg_errors, parse_bitrate, probe
 
 pytest.importorskip("av", reason="the video extra (PyAV) is not installed")
 
@@ -80,6 +74,25 @@ def test_save_float_refused_for_a_uint8_model(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_folder_pairs_below_3x3_or_of_two_sizes_are_reported_and_skipped(tmp_path):
+    from PIL import Image
+
+    sizes = {"ok": ((3, 3), (3, 3)), "small": ((2, 3), (2, 3)), "thin": ((3, 2), (3, 2)),
+             "taller": ((3, 3), (4, 3)), "wider": ((3, 3), (3, 4))}
+    pairs = []
+    for name, (ir_hw, vi_hw) in sizes.items():
+        ir, vi = tmp_path / f"{name}_ir.png", tmp_path / f"{name}_vi.png"
+        Image.fromarray(np.full(ir_hw, 50, np.uint8)).save(ir)
+        Image.fromarray(np.full((*vi_hw, 3), 90, np.uint8)).save(vi)
+        pairs.append(ImagePair(name, ir, vi))
+    summary = fuse_pairs(FakeRunner(), pairs, tmp_path / "out", progress=False)
+    assert summary.done == ["ok"]
+    assert [e.split(":")[0] for e in summary.failed] == ["small", "thin", "taller", "wider"]
+    assert all("smaller than 3x3" in e for e in summary.failed[:2])
+    assert all("size mismatch" in e for e in summary.failed[2:])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok.png"]
+
+
 # -- video: checks before any frame is decoded ------------------------------------------------------
 def _info(rate, w=64, h=48, name="x.mp4"):
     return VideoInfo(Path(name), w, h, rate, 0, "h264")
@@ -95,9 +108,28 @@ def test_frame_rates_within_a_thousandth_pair_by_index(vi_rate, ok):
             check_streams(_info(Fraction(25)), _info(vi_rate, name="v.mp4"), None)
 
 
+def test_pairing_by_time_needs_both_rates():
+    with pytest.raises(InputError, match="v.mp4: the container gives no frame rate to pair by time"):
+        check_streams(_info(Fraction(10)), _info(None, name="v.mp4"), "ir")
+    with pytest.raises(InputError, match="x.mp4: the container gives no frame rate to pair by time"):
+        check_streams(_info(None), _info(Fraction(10), name="v.mp4"), "vi")
+    assert check_streams(_info(None), _info(Fraction(10), name="v.mp4"), None) == 10  # by index: one rate is enough
+    with pytest.raises(InputError, match="gives no frame rate"):
+        check_streams(_info(None), _info(None, name="v.mp4"), None)
+
+
+@pytest.mark.parametrize(("w", "h", "fmt"), [(64, 48, "yuv420p"), (64, 47, "yuv444p"), (63, 48, "yuv444p")])
+def test_odd_frame_sizes_get_a_full_chroma_pixel_format(tmp_path, w, h, fmt):
+    writer = VideoWriter(tmp_path / "o.mp4", Fraction(10), w, h, "libx264")
+    try:
+        assert writer.stream.pix_fmt == fmt
+    finally:
+        writer.abort()
+
+
 @pytest.mark.parametrize("wh", [(64, 50), (66, 48)])
 def test_streams_of_another_size_refused(wh):
-    with pytest.raises(InputError, match="must have the same frame size"):
+    with pytest.raises(InputError, match="IR and visible must have the same size"):
         check_streams(_info(Fraction(10)), _info(Fraction(10), *wh), "ir")
 
 

@@ -45,7 +45,7 @@ def test_16bit_ir_file_refused_unless_a_conversion_is_chosen(tmp_path):
     raw = np.array([[0, 32639], [65407, 65535]], dtype=np.uint16)
     path = tmp_path / "ir16.png"
     Image.fromarray(raw).save(path)
-    with pytest.raises(InputError, match="16-bit IR image; choose a conversion with --ir16"):
+    with pytest.raises(InputError, match="16-bit IR image; map it to 8 bits with --ir16"):
         read_ir(path)
     assert read_ir(path, ir16="linear").tolist() == [[0, 127], [255, 255]]
     with pytest.raises(InputError, match="unknown --ir16 mode"):
@@ -105,6 +105,21 @@ def test_file_and_folder_mixed_refused(tmp_path):
             find_pairs(ir, vi)
 
 
+def test_hidden_files_are_ignored_and_suffixes_match_in_any_case(tmp_path):
+    for sub in ("ir", "vi"):
+        (tmp_path / sub).mkdir()
+    _png(tmp_path / "ir" / "a.PNG", np.zeros((4, 4), np.uint8))
+    _png(tmp_path / "vi" / "a.png", np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "ir" / ".DS_Store").write_bytes(b"\0")
+    (tmp_path / "vi" / "._a.png").write_bytes(b"\0")
+    pairs, problems = find_pairs(tmp_path / "ir", tmp_path / "vi")
+    assert problems == [] and [(p.name, p.ir.name, p.vi.name) for p in pairs] == [("a", "a.PNG", "a.png")]
+    (tmp_path / "ir" / "b.txt").write_text("x")
+    (tmp_path / "vi" / "b.png").write_bytes(b"\0")
+    pairs, problems = find_pairs(tmp_path / "ir", tmp_path / "vi")
+    assert [p.name for p in pairs] == ["a"] and problems == [f"{tmp_path / 'ir' / 'b.txt'}: not an image file (extension .txt)"]
+
+
 # -- outputs ---------------------------------------------------------------------------------------
 def test_output_that_is_an_input_through_a_symlink_refused(tmp_path):
     src = _png(tmp_path / "ir.png", np.zeros((4, 4), np.uint8))
@@ -124,6 +139,30 @@ def test_output_below_a_file_refused_with_the_reason(tmp_path):
         check_outputs(files=[blocker / "out.png"])
     with pytest.raises(OutputError, match=r"notes.txt is a file, not a folder"):
         check_outputs(folders=[blocker / "sub" / "out"])
+
+
+def test_output_folder_that_is_a_file_and_output_file_that_is_a_folder_refused(tmp_path):
+    f = tmp_path / "out"
+    f.write_text("x")
+    with pytest.raises(OutputError, match="exists and is not a folder"):
+        check_outputs(folders=[f])
+    with pytest.raises(OutputError, match="is a folder, expected an output file name"):
+        check_outputs(files=[tmp_path])
+    check_outputs(folders=[tmp_path], files=[tmp_path / "new.png"])
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "a.png") as tmp:
+            tmp.write_bytes(b"x")
+        os.umask(0o027)
+        with atomic_path(tmp_path / "b.png") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.png").stat().st_mode & 0o777 == 0o640
 
 
 def test_failed_atomic_write_leaves_nothing(tmp_path):
@@ -212,6 +251,16 @@ def test_available_memory_is_capped_by_the_cgroup(monkeypatch):
     assert memory.available_mib() == 8192.0  # the host is the tighter limit
     ints.clear()
     assert memory.available_mib() == 8192.0  # no cgroup files
+
+
+def test_cgroup_files_read_as_numbers_or_nothing(tmp_path):
+    values = {"limit": "8589934592\n", "none": "max\n", "empty": ""}
+    for name, text in values.items():
+        (tmp_path / name).write_text(text)
+    assert memory._read_int(str(tmp_path / "limit")) == 8 * 2**30
+    assert memory._read_int(str(tmp_path / "none")) is None  # cgroup v2: no limit
+    assert memory._read_int(str(tmp_path / "empty")) is None
+    assert memory._read_int(str(tmp_path / "missing")) is None
 
 
 def test_largest_image_is_the_one_with_most_pixels(tmp_path):
