@@ -218,3 +218,23 @@ def test_16_bit_ir_video_refused_or_mapped(tmp_path):
         got = [img for _, img in decode(info, "L", "linear")]
     for g, r in zip(got, raw, strict=True):
         np.testing.assert_array_equal(g, normalise_16bit(r, "linear"))
+
+
+@pytest.mark.parametrize("which", ["ir", "vi"])
+def test_fuse_command_refuses_to_write_a_video_over_its_input(clips, which, capsys, monkeypatch):
+    """The data-loss case itself: `fuse --ir ir.mp4 --vi vi.mp4 --out ir.mp4` (and through ./); the
+    model is a fake, so the test measures the command's routing and refusal, not a model load."""
+    from lutfuse_deploy.cli import fuse as fuse_cli
+    from lutfuse_deploy.cli import main
+    from lutfuse_deploy.paths import pretrained_dir
+
+    monkeypatch.setattr(fuse_cli, "make_runner", lambda *args, **kwargs: FakeRunner())
+    before = clips[which].read_bytes()
+    for out in (clips[which], clips[which].parent / "." / clips[which].name):
+        with pytest.raises(SystemExit) as exc:
+            main(["fuse", "--model", str(pretrained_dir() / "mini.safetensors"), "--threads", "1", "--ir",
+                  str(clips["ir"]), "--vi", str(clips["vi"]), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert exc.value.code == 1 and err.startswith("error: --out") and "is one of the inputs" in err, err
+        assert "Traceback" not in err
+    assert clips[which].read_bytes() == before
