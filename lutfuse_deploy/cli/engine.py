@@ -25,6 +25,8 @@ Examples:
   lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision fp16
   lutfuse-deploy build-engine --onnx lut.onnx --target auto --shapes 128x128:640x480:1920x1080
   lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision int8 --calib msrs
+  lutfuse-deploy build-engine --onnx lut.onnx --target h100 --precision int8 --qdq --calib msrs \
+      --int8-tolerance p99=4,max=32,float=0.5
   lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --remote nvidia@orin.local
 """
 
@@ -81,6 +83,20 @@ Examples:
     "--qdq", is_flag=True, help="INT8 via explicit Q/DQ nodes inserted here (required on TensorRT 11)."
 )
 @click.option(
+    "--check-data",
+    default=None,
+    metavar="LIST|DIR|NPZ|NAME",
+    help="INT8 --qdq: pairs to measure the Q/DQ graph on against float32 (as --calib; never the calibration "
+    "pairs). Default: the last 4 pairs of --calib (at most a quarter), held out of calibration.",
+)
+@click.option(
+    "--int8-tolerance",
+    default=None,
+    metavar="p99=N,max=N,float=S",
+    help="INT8 --qdq: the error allowed against float32 in 8-bit steps (p99 and worst value), and the share of "
+    "layers the sensitive-layer search may keep in float to get there. Default: p99=4,max=32,float=0.5.",
+)
+@click.option(
     "--version-compatible",
     is_flag=True,
     help="Let later TensorRT versions load the engine (may be slower); recorded in manifest.json.",
@@ -111,6 +127,8 @@ def build_engine_cmd(
     remote: str | None,
     dla_core: int | None,
     qdq: bool,
+    check_data: str | None,
+    int8_tolerance: str | None,
     version_compatible: bool,
     hardware_compat: str,
     name: str | None,
@@ -146,6 +164,9 @@ def build_engine_cmd(
             name=name,
             version_compatible=version_compatible,
             hardware_compat=hardware_compat,
+            check_data=check_data,
+            int8_tolerance=int8_tolerance,
+            progress=None if as_json else lambda msg: click.echo(msg, err=True),
         ))
     except NotBuildableHere as exc:
         if not engine_here or require_build:
@@ -160,6 +181,10 @@ def build_engine_cmd(
     m = result.manifest
     for note in result.notes:
         click.echo(f"note: {note}")
+    if isinstance(m.get("int8_check"), dict):
+        from lutfuse_deploy.engines.int8_report import summary
+
+        click.echo(summary(m["int8_check"]))
     if result.action == "bundle":
         click.echo(f"no engine built here: {result.reason}")
         click.echo(f"bundle: {result.folder}")
@@ -195,6 +220,28 @@ def _shapes(m: dict[str, object]) -> str:
     from lutfuse_deploy.engines.build import shapes_text
 
     return f"{shapes_text(m.get('shapes'))} (WxH)"
+
+
+CHECK_EPILOG = """\b
+The bundle's build.sh runs it after building an INT8 Q/DQ engine. --int8 FILE checks another file of
+the bundle instead, e.g. its Q/DQ graph in ONNX Runtime (the numbers build-engine printed).
+\b
+Examples:
+  lutfuse-deploy check-int8 engines/orin-nx/lut-int8
+  lutfuse-deploy check-int8 engines/orin-nx/lut-int8 --int8 lut.qdq.onnx
+"""
+
+
+@cli.command("check-int8", epilog=CHECK_EPILOG)
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--int8", "int8_file", default=None, metavar="FILE",
+              help="File in the bundle to check (default: the engine its manifest names).")
+def check_int8_cmd(bundle: Path, int8_file: str | None) -> None:
+    """Compare an INT8 bundle's engine with its float32 ONNX on the bundled check pairs; record the row."""
+    from lutfuse_deploy.engines.int8_report import check_bundle, summary
+
+    manifest, _report = check_bundle(bundle, int8_file)
+    click.echo(summary(manifest["int8_check"]))
 
 
 @cli.command("targets")

@@ -65,6 +65,7 @@ def describe_graph(path: str | Path) -> dict[str, Any]:
         "sha256": sha256_file(path),
         "sidecar": str(path.with_suffix(".json")) if side else None,
         "parity": _parity(side.get("parity")),
+        "rig": _rig(record.get("rig")),
         "producer": f"{model.producer_name} {model.producer_version}".strip() or None,
     }
     return out
@@ -75,6 +76,17 @@ def _json(text: Any) -> Any:
         return json.loads(text) if isinstance(text, str) else text
     except ValueError:
         return text
+
+
+def _rig(rig: Any) -> str | None:
+    """A rig graph's rig in one line (sizes, output, coverage), or None for a one-size graph."""
+    data = _json(rig)
+    if not isinstance(data, dict):
+        return None
+    from lutfuse_deploy.rig.file import KEYS, rig_from_dict
+
+    return rig_from_dict({k: v for k, v in data.items() if k in KEYS}, "the graph's rig").describe() + (
+        "; the IR is warped inside the graph, so fuse needs no --rig")
 
 
 def _parity(parity: Any) -> dict[str, Any] | None:
