@@ -30,6 +30,7 @@ EXP = ("tests/test_guards_export.py",)
 CONV = ("tests/test_conventions.py", "tests/test_metrics.py")
 FUSE = ("tests/test_guards_fuse.py",)
 RIG = ("tests/test_guards_rig.py", "tests/test_rig_file.py")
+REC = ("tests/test_guards_recipes.py",)
 
 _IMG = "lutfuse_deploy/io/images.py"
 _FILES = "lutfuse_deploy/io/files.py"
@@ -57,6 +58,7 @@ _BASE = "lutfuse_deploy/runtime/base.py"
 _VIDEO = "lutfuse_deploy/io/video.py"
 _CLIV = "lutfuse_deploy/cli/video.py"
 _RIGF = "lutfuse_deploy/rig/file.py"
+_REC = "lutfuse_deploy/train/config.py"
 _RIGP = "lutfuse_deploy/rig/points.py"
 
 M = Mutant
@@ -262,6 +264,26 @@ MUTANTS: list[Mutant] = [
       "a ratio's note names the contended rounds twice"),
     M("export-dynamic-and-static", _ONNX, "if height is not None and dynamic:", "if height is None and dynamic:", EXP,
       "--dynamic with --height/--width accepted"),
+    # -- train/config.py: recipe checks (fourth batch, written with their tests) -------------------------
+    M("recipe-val-crop-odd", _REC, 'if r.val.crop % 2:\n        raise ConfigError(f"{source}: val.crop: must be even',
+      'if False:\n        raise ConfigError(f"{source}: val.crop: must be even', REC, "an odd val.crop accepted"),
+    M("recipe-data-crop-teacher-only", _REC, "if r.data.crop % 2:", 'if r.data.crop % 2 and r.kind == "teacher":', REC,
+      "an odd training crop accepted for lut and mini recipes"),
+    M("recipe-val-crop-zero", _REC, "if 0 < r.val.crop < VIF_MIN_SIDE:", "if 0 <= r.val.crop < VIF_MIN_SIDE:", REC,
+      "val.crop 0 (the whole image) refused"),
+    M("recipe-val-crop-vif-dropped", _REC, "if 0 < r.val.crop < VIF_MIN_SIDE:", "if 0 < r.val.crop < 16:", REC,
+      "a validation crop too small for 4-scale VIF accepted (validation fails hours into training)"),
+    M("recipe-holdout-root", _REC, "if r.data.holdout and r.val.root:", "if r.data.holdout > 1 and r.val.root:", REC,
+      "data.holdout 1 with val.root accepted"),
+    M("recipe-flat-edge-zero", _REC, "r.loss.flat_edge <= 0:", "r.loss.flat_edge < 0:", REC,
+      "flat_detail on with flat_edge 0 accepted (no pixel is flat)"),
+    M("recipe-lo-strict", _REC, "if lo is not None and value < lo:", "if lo is not None and value <= lo:", REC,
+      "a value exactly at its lower bound (data.crop 16) refused"),
+    M("recipe-hi-strict", _REC, "if hi is not None and value > hi:", "if hi is not None and value >= hi:", REC,
+      "a value exactly at its upper bound (flat_edge 1.0) refused"),
+    M("recipe-bool-as-int", _REC, "if isinstance(value, bool) or not isinstance(value, int):",
+      "if not isinstance(value, int):", REC, "steps: true accepted as 1"),
+    M("recipe-nonfinite", _REC, "if not math.isfinite(value):", "if math.isnan(value):", REC, "lr: .inf accepted"),
     # -- rig/ (third batch: run against tests/test_rig_file.py before tests/test_guards_rig.py existed)
     M("rig-size-min", _RIGF, "if min(value) < MIN_SIDE:", "if min(value) <= MIN_SIDE:", RIG,
       "a 3x3 camera refused (off by one)"),
