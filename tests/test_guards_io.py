@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from lutfuse_deploy.errors import CheckpointError, InputError, OutputError
-from lutfuse_deploy.io import images
 from lutfuse_deploy.io.files import atomic_path, check_outputs
 from lutfuse_deploy.io.images import ImagePair, find_pairs, load_pair, normalise_16bit, read_ir, read_vi
 from lutfuse_deploy.runtime import memory
@@ -279,8 +278,3 @@ def test_memory_device_follows_the_backend():
     assert memory.memory_device("openvino", "cpu") == "cpu"
     assert memory.memory_device("torch", "cuda:1") == "cuda:1"
 
-
-def test_image_module_constants_are_the_documented_ones():
-    """MIN_SIDE feeds the 3x3 refusal message; the suffix list is what find_pairs calls an image."""
-    assert images.MIN_SIDE == 3
-    assert ".png" in images.IMAGE_EXTS and ".txt" not in images.IMAGE_EXTS
