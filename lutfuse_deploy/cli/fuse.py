@@ -25,8 +25,11 @@ if TYPE_CHECKING:
 @click.option("--vi", type=click.Path(path_type=Path), required=True, metavar="FILE|DIR", help="Visible image or folder (same names).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR|FILE.png",
               help="Output folder for NAME.png, or a file NAME.png when --ir and --vi are one pair.")
-@click.option("--backend", type=click.Choice(["torch", "onnxruntime", "openvino", "tensorrt"]), default="torch",
-              show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino", "tensorrt"]),
+              default="auto", show_default=True,
+              help="auto: a checkpoint runs as its default ONNX export in ONNX Runtime, exported and verified "
+              "on first use and cached in ~/.cache/lutfuse-deploy (PyTorch where ONNX Runtime is missing, "
+              "said on stderr); .onnx and engines run on the backend their suffix names.")
 @click.option("--precision", type=click.Choice(list(OPENVINO_PRECISIONS)), default="fp32", show_default=True,
               help="openvino only: bf16 is faster on CPUs with bfloat16 units; its error against fp32 is "
               "measured and printed at load.")
@@ -84,15 +87,17 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
     if not no_memory_check:
         from lutfuse_deploy.runtime.memory import check_memory, largest_image, memory_device
 
-        check_memory(runner.kind, backend, memory_device(backend, device), largest_image([p.ir for p in pairs]))
+        check_memory(runner.kind, runner.backend, memory_device(runner.backend, device),
+                     largest_image([p.ir for p in pairs]))
     summary = fuse_pairs(runner, pairs, out, save_float=save_float, tanh_map=tanh_map, ir16=ir16,
                          progress=not quiet and sys.stderr.isatty())
     summary.failed[:0] = problems
     if json_out:
-        click.echo(json.dumps(summary.to_dict(), indent=2))
+        click.echo(json.dumps({**summary.to_dict(), "backend": runner.backend}, indent=2))
     else:
         click.echo(f"{len(summary.done)} fused, {len(summary.failed)} failed; mean {summary.mean_model_ms:.2f} ms "
-                   f"per pair in the model ({summary.mean_total_ms:.2f} ms with reading and writing) -> {out}")
+                   f"per pair in the model ({summary.mean_total_ms:.2f} ms with reading and writing) on "
+                   f"{runner.backend} -> {out}")
     if summary.failed or not summary.done:
         sys.exit(1)
 
@@ -108,6 +113,11 @@ def make_runner(model: Path, backend: str, device: str, threads: int | None, pre
         threads = choice.threads
         if chatty:
             click.echo(f"threads: {choice.describe()}", err=True)
+    if backend == "auto":
+        from lutfuse_deploy.runtime.auto import auto_runner
+
+        say = (lambda line: click.echo(line, err=True)) if chatty else (lambda line: None)
+        return auto_runner(model, device, threads, say=say, warn=lambda line: click.echo(f"note: {line}", err=True))
     options: dict[str, object] = {"threads": threads}
     if backend == "torch":
         options["device"] = device

@@ -78,9 +78,9 @@ def fuse_videos(runner: Runner, ir: Path, vi: Path, out: Path, json_out: bool, q
     if summary.leftover:
         click.echo(f"note: {summary.leftover} (--trim)", err=True)
     if json_out:
-        click.echo(json.dumps({**summary.to_dict(), "out": str(out)}, indent=2))
+        click.echo(json.dumps({**summary.to_dict(), "out": str(out), "backend": runner.backend}, indent=2))
         return
     rate = f"{float(summary.rate):g} fps" if summary.rate else "unknown rate"
     click.echo(f"{summary.frames} frames fused in {summary.seconds:.2f} s ({summary.fps:.1f} fps), mean "
-               f"{summary.mean_model_ms:.2f} ms per frame in the model -> {out} ({rate}, {options.encoder})")
+               f"{summary.mean_model_ms:.2f} ms per frame in the model on {runner.backend} -> {out} ({rate}, {options.encoder})")
     sys.stdout.flush()
