@@ -14,9 +14,7 @@ from lutfuse_deploy.errors import ConfigError, InputError
 from lutfuse_deploy.profile.gate import Budget, Check, evaluate, unplannable
 from lutfuse_deploy.profile.lanes import UPSTREAM, upstream_runner
 from lutfuse_deploy.profile.timing import Measurement, Resolution, Settings, profile_runners
-
-#: File suffix -> backend, used when no --backend is given.
-SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt"}
+from lutfuse_deploy.runtime import SUFFIX_BACKENDS
 
 
 def split_backends(values: Sequence[str]) -> list[str]:

@@ -28,8 +28,6 @@ from lutfuse_deploy.runtime.base import Runner
 
 #: the modules the export and its parity check need (the ``onnx`` extra)
 ONNX_EXTRA = ("onnxruntime", "onnx", "onnxslim", "polygraphy")
-#: ``.onnx`` and engines need no export: auto runs them on the backend their suffix names
-SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt"}
 
 Say = Callable[[str], None]
 
@@ -89,9 +87,9 @@ def cached_graph(checkpoint: str | Path, say: Say, threads: int = 2) -> tuple[Pa
 def auto_runner(model: str | Path, device: str = "cpu", threads: int | None = None,
                 say: Say = lambda _: None, warn: Say = lambda _: None) -> Runner:
     """The runner ``--backend auto`` picks for ``model``; ``say`` gets progress, ``warn`` a fallback."""
-    from lutfuse_deploy.runtime import create_runner
+    from lutfuse_deploy.runtime import SUFFIX_BACKENDS, create_runner
 
-    suffix_backend = SUFFIX_BACKENDS.get(Path(model).suffix.lower())
+    suffix_backend = SUFFIX_BACKENDS.get(Path(model).suffix.lower())  # .onnx and engines need no export
     if suffix_backend:
         return create_runner(model, suffix_backend, threads=threads)
     if not Path(model).exists():
