@@ -208,10 +208,10 @@ def test_malformed_budget_exits_1_naming_the_key_without_loading_models(tmp_path
 def test_the_shipped_ci_budget_runs_against_fakes(tmp_path, models, created, capsys, monkeypatch, upstream_found):
     from lutfuse_deploy.profile import session
 
-    def fake_upstream(folder, threads, device):  # the upstream code found (6 ms), or absent with a reason
+    def fake_upstream(folder, threads, device):  # the upstream code found (50 ms), or absent with a reason
         if not upstream_found:
             return None, "upstream lane skipped: upstream LUT-Fuse script not found at /nowhere"
-        return FakeRunner("calculate.py", backend="upstream", costs_ms=(6.0,)), "upstream lane: calculate.py"
+        return FakeRunner("calculate.py", backend="upstream", costs_ms=(50.0,)), "upstream lane: calculate.py"
 
     monkeypatch.setattr(session, "upstream_runner", fake_upstream)
     ci = Path(__file__).resolve().parents[1] / "recipes" / "budgets" / "ci.yaml"

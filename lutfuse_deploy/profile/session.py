@@ -153,7 +153,7 @@ def run_profile(
                 skipped[UPSTREAM] = note
             else:
                 runners.append(stack.enter_context(lane_runner))
-                artifacts.append(str(lane_runner.path))  # type: ignore[attr-defined]
+                artifacts.append(str(getattr(lane_runner, "path", UPSTREAM)))
         if budgets:
             planned = {(r.kind, r.backend, res) for r in runners for res in resolutions}
             gaps = unplannable(budgets, planned, skipped)
