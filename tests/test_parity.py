@@ -1,8 +1,9 @@
 """Imported official checkpoints reproduce every array of the official code in shared/reference/outputs.
 
 Bound: 1e-4 max abs (FP32), including the unclamped LUT-Fuse RGB; LUT-Fuse's PyTorch path follows the
-official code op for op and is held to 7e-7. One pair goes through the real ``fuse --save-float``
-command, the rest through the same runner in-process.
+official code op for op and is held to 7e-7. One pair goes through the real ``fuse --backend torch
+--save-float`` command (the default backend runs the exported graph, held to the parity rule instead),
+the rest through the same runner in-process.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def test_torch_matches_official_outputs(entry: dict, kind: str, official: dict[s
 @needs_reference
 def test_fuse_cli_save_float_matches_reference(tmp_path: Path, official: dict[str, Path]) -> None:
     entry = next(e for e in reference_entries() if "tno" in e["ir"])
-    proc = run_cli("fuse", "--model", official["lutfuse"], "--ir", REF.parent / entry["ir"],
+    proc = run_cli("fuse", "--model", official["lutfuse"], "--ir", REF.parent / entry["ir"], "--backend", "torch",
                    "--vi", REF.parent / entry["vi"], "--out", tmp_path, "--save-float", "--quiet")
     assert proc.returncode == 0, proc.stderr
     name = Path(entry["ir"]).stem
