@@ -81,7 +81,11 @@ def cached_graph(checkpoint: str | Path, say: Say, threads: int = 2) -> tuple[Pa
     except (OSError, OutputError) as exc:
         say(f"auto: cannot write the cache ({exc}); exporting for this run only")
     tmp = Path(tempfile.mkdtemp(prefix="lutfuse-auto-"))
-    return torch_to_onnx(source, tmp / "graph.onnx", threads=threads, **options), True  # type: ignore[arg-type]
+    try:
+        return torch_to_onnx(source, tmp / "graph.onnx", threads=threads, **options), True  # type: ignore[arg-type]
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def auto_runner(model: str | Path, device: str = "cpu", threads: int | None = None,
