@@ -40,14 +40,22 @@ def _check_frames_match(rig: Any, ir: Any, vi: Any, ir_path: Path, vi_path: Path
                    "over the image fit well). Pixel centres at integer coordinates.")
 @click.option("--check", "check_rig", type=PathArg, default=None, metavar="RIG",
               help="Draw how RIG lines the two frames up: -o names the overlay PNG.")
+@click.option("--init", "init_rig", type=PathArg, default=None, metavar="RIG",
+              help="With --refine: the rough rig to start from (clicked points, or the cameras' fields of view).")
+@click.option("--refine", is_flag=True,
+              help="Improve --init by lining up thermal and visible edges; --ir/--vi may be two folders of pairs "
+                   "or two videos (pooled). Refused, nothing written, if its score is no better than the start's.")
+@click.option("--frames", "max_frames", type=int, default=None,
+              help="With --refine: pool at most this many pairs from folders or videos, spread evenly (default 8).")
 @click.option("-o", "--out", type=PathArg, required=True,
               help="The rig file to write (rig.yaml), or with --check the overlay PNG.")
 @click.option("--output", "output_region", type=click.Choice(["visible", "overlap"]), default="visible",
               show_default=True, help="Fused frames cover the whole visible frame, or only the box the IR sees.")
 @click.option("--overlay", type=PathArg, default=None, help="Also write the new rig's overlay PNG here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def calibrate_cmd(ir_path: Path, vi_path: Path, points: Path | None, check_rig: Path | None, out: Path,
-                  output_region: str, overlay: Path | None, as_json: bool) -> None:
+def calibrate_cmd(ir_path: Path, vi_path: Path, points: Path | None, check_rig: Path | None, init_rig: Path | None,
+                  refine: bool, max_frames: int | None, out: Path, output_region: str, overlay: Path | None,
+                  as_json: bool) -> None:
     """Register a thermal and a visible camera: write the rig file every graph, engine and fuse run reads.
 
     A rig maps IR pixels to visible pixels (a homography); fused frames come out in the visible
@@ -56,20 +64,33 @@ def calibrate_cmd(ir_path: Path, vi_path: Path, points: Path | None, check_rig: 
     \b
       --points CSV   fit to point pairs you clicked (robust: wrong clicks are named and left out)
       --check RIG    write an overlay picture of RIG: IR magenta, visible green, grey where they agree
+      --init RIG --refine
+                     improve a rough RIG from the images (one pair, two folders of pairs, or two videos)
 
     \b
     Examples:
       lutfuse-deploy calibrate --ir ir.png --vi vi.png --points pts.csv -o rig.yaml --overlay overlay.png
       lutfuse-deploy calibrate --ir ir.png --vi vi.png --check rig.yaml -o overlay.png
+      lutfuse-deploy calibrate --ir ir/ --vi vi/ --init rig0.yaml --refine -o rig.yaml
     """
     from lutfuse_deploy.errors import RigError
     from lutfuse_deploy.io.files import check_outputs
 
-    modes = [name for name, given in (("--points", points), ("--check", check_rig)) if given is not None]
+    if refine != (init_rig is not None):
+        raise RigError("--refine starts from a rough rig: give it with --init RIG" if refine
+                       else "--init is the start of --refine: add --refine")
+    modes = [name for name, given in (("--points", points), ("--check", check_rig), ("--refine", refine or None))
+             if given is not None]
     if len(modes) != 1:
-        raise RigError("give exactly one of --points or --check" + (f" (got {' and '.join(modes)})" if modes else ""))
+        raise RigError("give exactly one of --points, --check or --refine"
+                       + (f" (got {' and '.join(modes)})" if modes else ""))
+    if not refine:
+        _refuse("--frames", max_frames, None, "without --refine (only a refinement pools frames)")
     check_outputs(files=[out] + ([overlay] if overlay else []),
-                  inputs=[ir_path, vi_path] + [p for p in (points, check_rig) if p is not None])
+                  inputs=[ir_path, vi_path] + [p for p in (points, check_rig, init_rig) if p is not None])
+    if init_rig is not None:
+        _refine(ir_path, vi_path, init_rig, 8 if max_frames is None else max_frames, out, output_region, overlay, as_json)
+        return
     if check_rig is not None:
         _check(ir_path, vi_path, check_rig, out, overlay, output_region, as_json)
         return
@@ -134,3 +155,29 @@ def _from_points(ir_path: Path, vi_path: Path, points: Path, out: Path, output_r
     click.echo(f"fit on {summary['inliers']} of {summary['pairs']} pairs: rms {summary['rms_px']:.2f} px, "
                f"worst inlier {summary['max_inlier_px']:.2f} px; outliers: {outl}")
     click.echo(f"wrote {out}: {fit.rig.describe()}" + (f"; overlay {overlay}" if overlay else ""))
+
+
+def _refine(ir_path: Path, vi_path: Path, init_rig: Path, max_frames: int, out: Path, output_region: str,
+            overlay: Path | None, as_json: bool) -> None:
+    from lutfuse_deploy.rig.file import load_rig, save_rig
+    from lutfuse_deploy.rig.frames import read_frame_pairs
+    from lutfuse_deploy.rig.overlay import write_overlay
+    from lutfuse_deploy.rig.refine import refine_rig
+
+    _refuse("--output", output_region, "visible", "with --refine (the --init rig says its output)")
+    start = load_rig(init_rig)
+    frames, names = read_frame_pairs(ir_path, vi_path, max_frames)
+    for (ir, vi), name in zip(frames, names):
+        _check_frames_match(start, ir, vi, Path(f"{ir_path} ({name})"), Path(f"{vi_path} ({name})"))
+    result = refine_rig(start, frames, source={"ir": ir_path.name, "vi": vi_path.name, "init": init_rig.name,
+                                               "pairs": names})
+    save_rig(result.rig, out)
+    if overlay is not None:
+        write_overlay(overlay, frames[0][0], frames[0][1], result.rig)
+    if as_json:
+        click.echo(json.dumps({"rig": str(out), "pairs": len(frames), **result.summary(),
+                               "describe": result.rig.describe()}, indent=2))
+        return
+    click.echo(f"refined on {len(frames)} pair(s): score {result.score_start:.4f} -> {result.score:.4f} "
+               f"(edge alignment, 0..1), corners moved {result.corner_shift_px:.2f} px")
+    click.echo(f"wrote {out}: {result.rig.describe()}" + (f"; overlay {overlay}" if overlay else ""))
