@@ -67,9 +67,15 @@ def test_pooled_frames_share_one_rig():
 
 def test_a_start_the_score_cannot_improve_is_refused():
     truth, ir, vi = synthetic_rig_pair(0)
-    flat_ir, flat_vi = np.full_like(ir, 90), np.full_like(vi, 140)  # no edges: every rig scores 0
-    with pytest.raises(RigError, match="refused"):
-        refine_rig(start_off_by(truth, 6.0, np.random.default_rng(0)), [(flat_ir, flat_vi)], FAST)
+    flat_ir = np.full_like(ir, 90)  # an IR frame with no edges: every rig scores 0
+    with pytest.raises(RigError, match="no better than the start"):
+        refine_rig(start_off_by(truth, 6.0, np.random.default_rng(0)), [(flat_ir, vi)], FAST)
+
+
+def test_frames_without_edges_are_refused_before_searching():
+    truth, ir, vi = synthetic_rig_pair(0)
+    with pytest.raises(RigError, match="no edges"):
+        refine_rig(truth, [(ir, np.full_like(vi, 140))], FAST)
 
 
 def test_a_final_score_worse_than_the_start_is_refused(monkeypatch):
@@ -117,7 +123,7 @@ def test_calibrate_refine_cli(tmp_path):
     rig = load_rig(tmp_path / "rig.yaml")
     assert corner_error_px(rig.homography, truth) < corner_error_px(start.homography, truth) / 2
     assert rig.made["method"] == "refine" and (tmp_path / "ov.png").is_file()
-    # refused: flat frames give the score nothing to improve; nothing is written
+    # refused: flat frames give the score nothing to line up; nothing is written
     flat = tmp_path / "flat"
     _write_pair(flat, "a", np.full_like(ir, 90), np.full_like(vi, 140))
     proc = run_cli("calibrate", "--ir", flat / "ir", "--vi", flat / "vi", "--init", tmp_path / "rig0.yaml",

@@ -11,8 +11,7 @@ corners of the overlap box) land in the visible frame: eight offsets in visible 
 quantity the accuracy measure (``corner_error_px``) looks at, well conditioned for a gradient method.
 The IR is warped with GridSample and the offsets are optimised with Adam, coarse to fine over a
 pyramid of the visible frame. At the coarsest scale a grid search over translations picks the
-starts (a gradient method alone stops at the nearest local optimum: 15 px is two pixels at 1/8
-scale, about where the NGF's basin ends). Frames of one rig are pooled: the score is their mean.
+starts (a gradient method alone stops at the nearest local optimum). Frames of one rig are pooled: the score is their mean.
 
 The same full-resolution score judges the start and the result; a result that does not score
 higher than the start is refused (``RigError``), never handed back.
@@ -30,6 +29,7 @@ import numpy as np
 from lutfuse_deploy.errors import RigError
 from lutfuse_deploy.rig.file import Rig, apply_homography, made_record, overlap_corners
 
+EPS_FLOOR = 0.1  # grey levels per pixel: gradients below this are 8-bit rounding, not edges
 LUMA = (0.299, 0.587, 0.114)  # PIL's ITU-R 601-2 luma, as io.images reads gray visible frames
 
 
@@ -143,7 +143,7 @@ def _build_level(irs: Any, vis: Any, scale: float, ir_per_vi: float, region_full
     vi = _gaussian(_resize(vis, (h, w)), opts.blur)
     gx, gy = _gradient(vi)
     mag2 = gx ** 2 + gy ** 2
-    vi_eps2 = float((opts.noise * mag2.sqrt().mean()) ** 2) + 1e-12
+    vi_eps2 = max(float(opts.noise * mag2.sqrt().mean()), EPS_FLOOR) ** 2
     region = torch.from_numpy(region_full.astype(np.float32))[None, None]
     region = (_resize(region, (h, w))[0, 0] > 0.999).flatten()
     # the score's points: the strongest visible edges inside the region (flat areas add ~0 to an NGF mean)
@@ -256,13 +256,16 @@ def _refine(start: Rig, frames: Sequence[tuple[np.ndarray, np.ndarray]], opts: R
     vis = torch.from_numpy(np.stack([to_gray(vi) for _, vi in frames]))[:, None]
     ir_per_vi = 1.0 / math.sqrt(abs(np.linalg.det(_local_jacobian(start))))
     levels = [_build_level(irs, vis, s, ir_per_vi, region, start.ir_size, opts) for s in opts.scales]
+    if float(levels[-1].vnorm2.max() - levels[-1].vnorm2.min()) == 0.0:
+        raise RigError("refinement refused: the visible frame(s) show no edges where the start rig's IR lands "
+                       "(nothing to line up; the start rig is kept)")
     corners_np = overlap_corners(start)
     with torch.no_grad():
         h_start = torch.from_numpy(start.inverse)[None]
         for level in levels:  # the IR's edge-noise level, from the start rig's warp (fixed from then on)
             gx, gy, seen = _ir_gradient(level, h_start)
             mag = (gx ** 2 + gy ** 2).sqrt()
-            level.ir_eps2 = float((opts.noise * (mag * seen).sum() / seen.sum().clamp(min=1)) ** 2) + 1e-12
+            level.ir_eps2 = max(float(opts.noise * (mag * seen).sum() / seen.sum().clamp(min=1)), EPS_FLOOR) ** 2
     corners = torch.from_numpy(corners_np)
     ir_points = torch.from_numpy(apply_homography(start.inverse, corners_np))
     zero = torch.zeros(4, 2, dtype=torch.float64)
