@@ -32,13 +32,14 @@ def _scene(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     return out
 
 
-def synthetic_rig_pair(seed: int = 0) -> tuple[Rig, np.ndarray, np.ndarray]:
+def synthetic_rig_pair(seed: int = 0, ir_size: tuple[int, int] = IR_SIZE,
+                       vi_size: tuple[int, int] = VI_SIZE) -> tuple[Rig, np.ndarray, np.ndarray]:
     """(true rig, IR uint8, visible RGB uint8): the IR sees the scene through TRUTH with its contrast
     inverted and compressed (thermal and visible intensities are unrelated; edges are shared)."""
-    truth = Rig(IR_SIZE, VI_SIZE, TRUTH)
-    vy, vx = np.mgrid[0:VI_SIZE[1], 0:VI_SIZE[0]].astype(np.float64)
+    truth = Rig(ir_size, vi_size, TRUTH)
+    vy, vx = np.mgrid[0:vi_size[1], 0:vi_size[0]].astype(np.float64)
     vi = _scene(vx, vy, seed)
-    iy, ix = np.mgrid[0:IR_SIZE[1], 0:IR_SIZE[0]].astype(np.float64)
+    iy, ix = np.mgrid[0:ir_size[1], 0:ir_size[0]].astype(np.float64)
     at = apply_homography(TRUTH, np.stack([ix.ravel(), iy.ravel()], axis=1))
     ir = 230 - 0.6 * _scene(at[:, 0], at[:, 1], seed).reshape(ix.shape)
     vi_rgb = np.repeat(vi[..., None], 3, axis=-1) * np.array([1.0, 0.9, 0.8])
@@ -111,7 +112,7 @@ def test_frame_pairs_from_folders_are_spread(tmp_path):
 
 
 def test_calibrate_refine_cli(tmp_path):
-    truth, ir, vi = synthetic_rig_pair(1)
+    truth, ir, vi = synthetic_rig_pair(1, (96, 72), (120, 90))  # smaller: the CLI refines with its defaults
     _write_pair(tmp_path, "a", ir, vi)
     start = start_off_by(truth, 6.0, np.random.default_rng(1))
     save_rig(start, tmp_path / "rig0.yaml")
