@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REF, synthetic_pair
 from PIL import Image
@@ -61,14 +62,39 @@ def _small_data(root: Path) -> None:
         ir, vi = synthetic_pair(h=480, w=640, seed=i)  # MSRS size: the video block encodes 640x480
         Image.fromarray(ir).save(root / "data" / "ivif" / "msrs_test" / "ir" / f"{i:05d}N.png")
         Image.fromarray(vi).save(root / "data" / "ivif" / "msrs_test" / "vi" / f"{i:05d}N.png")
-    # an unregistered rig pair named and sized like rig/roadscene_raw's FLIR_00550 (docs/rigs.md uses it)
+    # an unregistered rig pair named and sized like rig/roadscene_raw's FLIR_00550 (docs/rigs.md uses it):
+    # a visible frame with edges, and a thermal frame that sees the same edges through the homography
+    # the recipe's clicked points fit, so calibration and refinement behave as on the real pair
     raw = root / "data" / "rig" / "roadscene_raw"
     for name in ("ir", "vi"):
         (raw / name).mkdir(parents=True)
-    ir, _ = synthetic_pair(h=512, w=640, seed=7)
-    _, vi = synthetic_pair(h=302, w=537, seed=8)
+    ir, vi = rig_pair()
     Image.fromarray(ir).save(raw / "ir" / "FLIR_00550.png")
-    Image.fromarray(vi).save(raw / "vi" / "FLIR_00550.jpg")
+    Image.fromarray(vi).save(raw / "vi" / "FLIR_00550.jpg", quality=95)
+
+
+def rig_pair() -> tuple[np.ndarray, np.ndarray]:
+    """(IR 640x512, visible 537x302 RGB): blocks and bars in the visible frame; the IR is its inverted
+    luminance seen through the homography of recipes/rigs/roadscene-FLIR_00550.points.csv."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    from lutfuse_deploy.rig.file import apply_homography
+    from lutfuse_deploy.rig.points import fit_points, read_points
+
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[0:302, 0:537]
+    gray = np.full((302, 537), 90.0)
+    for _ in range(40):
+        x0, y0 = rng.integers(0, 500), rng.integers(0, 280)
+        gray[y0:y0 + rng.integers(10, 60), x0:x0 + rng.integers(10, 80)] = rng.uniform(0, 255)
+    gray = gaussian_filter(gray, 1.0)
+    vi = np.clip(np.stack([gray, gray * 0.9 + 10, gray * 0.8 + 20], -1), 0, 255).astype(np.uint8)
+    h = fit_points(read_points(REPO_ROOT / "recipes" / "rigs" / "roadscene-FLIR_00550.points.csv"),
+                   (640, 512), (537, 302)).rig.homography
+    iy, ix = np.mgrid[0:512, 0:640]
+    where = apply_homography(h, np.stack([ix.ravel(), iy.ravel()], 1).astype(float))
+    ir = map_coordinates(255.0 - gray, [where[:, 1], where[:, 0]], order=1, cval=40.0).reshape(512, 640)
+    return np.clip(ir, 0, 255).astype(np.uint8), vi
 
 
 @pytest.mark.skipif(not (REF / "lutfuse_official").is_dir(), reason=f"official checkpoints not found at {REF}")

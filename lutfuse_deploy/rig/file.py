@@ -248,11 +248,16 @@ def made_record(method: str, **details: Any) -> dict[str, Any]:
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
+def overlap_corners(rig: Rig) -> np.ndarray:
+    """The four corners (TL, TR, BR, BL) of the rig's overlap box in visible pixels, 4 x 2."""
+    x0, y0, w, h = replace(rig, output="overlap").output_box()
+    return np.array([[x0, y0], [x0 + w - 1, y0], [x0 + w - 1, y0 + h - 1], [x0, y0 + h - 1]], dtype=np.float64)
+
+
 def corner_error_px(h: np.ndarray, truth: Rig) -> float:
     """Mean distance (visible pixels) by which ``h`` misplaces the corners of the region where the two
     frames overlap (the truth's overlap box): the accuracy measure of docs/rigs.md. Corners of the IR
     frame itself can lie far outside the visible frame, where no output pixel looks."""
-    x0, y0, w, hh = replace(truth, output="overlap").output_box()
-    corners = np.array([[x0, y0], [x0 + w - 1, y0], [x0 + w - 1, y0 + hh - 1], [x0, y0 + hh - 1]], dtype=np.float64)
+    corners = overlap_corners(truth)
     ir = apply_homography(truth.inverse, corners)
     return float(np.linalg.norm(apply_homography(h, ir) - corners, axis=1).mean())
