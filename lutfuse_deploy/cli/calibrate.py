@@ -75,10 +75,14 @@ def calibrate_cmd(ir_path: Path, vi_path: Path, points: Path | None, check_rig: 
 
     \b
     Examples:
-      lutfuse-deploy calibrate --ir ir.png --vi vi.png --points pts.csv -o rig.yaml --overlay overlay.png
-      lutfuse-deploy calibrate --ir ir.png --vi vi.png --check rig.yaml -o overlay.png
       lutfuse-deploy calibrate --ir ../shared/data/rig/roadscene_raw/ir/FLIR_00550.png \
-          --vi ../shared/data/rig/roadscene_raw/vi/FLIR_00550.jpg --init rig.yaml --refine -o rig-refined.yaml
+          --vi ../shared/data/rig/roadscene_raw/vi/FLIR_00550.jpg \
+          --points recipes/rigs/roadscene-FLIR_00550.points.csv -o rig.yaml --overlay overlay.png
+      lutfuse-deploy calibrate --ir ../shared/data/rig/roadscene_raw/ir/FLIR_00550.png \
+          --vi ../shared/data/rig/roadscene_raw/vi/FLIR_00550.jpg --check rig.yaml -o check.png
+      lutfuse-deploy calibrate --ir ../shared/data/rig/roadscene_raw/ir/FLIR_00550.png \
+          --vi ../shared/data/rig/roadscene_raw/vi/FLIR_00550.jpg \
+          --init recipes/rigs/roadscene-FLIR_00550.rough.yaml --refine -o rig-refined.yaml
       lutfuse-deploy calibrate --ir ir.png --vi vi.png --pick -o rig.yaml --port 8765
     """
     from lutfuse_deploy.errors import RigError

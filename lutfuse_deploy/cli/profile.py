@@ -42,6 +42,10 @@ Examples:
       --backend onnxruntime --resolutions 640x480 --iters 50 --json prof.json --plot prof.png
   lutfuse-deploy profile --model lutfuse_deploy/pretrained/lutfuse.safetensors --model lut.onnx \\
       --resolutions 640x480 --threads 2 --budget recipes/budgets/example.yaml
+  lutfuse-deploy export --model lutfuse_deploy/pretrained/lutfuse.safetensors -o lut-rig.onnx \
+      --rig recipes/rigs/example-640x512-to-640x480.yaml
+  lutfuse-deploy profile --model lut.onnx --model lut-rig.onnx --rig recipes/rigs/example-640x512-to-640x480.yaml \
+      --threads 2 --iters 10
 """
 
 
