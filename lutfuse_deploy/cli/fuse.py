@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from lutfuse_deploy.cli import cli
-from lutfuse_deploy.cli.video import fuse_videos, tanh_given, video_options, video_run
+from lutfuse_deploy.cli.live import LIVE_PARAMS, fuse_cameras, live_options, live_run
+from lutfuse_deploy.cli.video import VIDEO_PARAMS, fuse_videos, tanh_given, video_options, video_run
 from lutfuse_deploy.runtime.openvino import PRECISIONS as OPENVINO_PRECISIONS
 
 if TYPE_CHECKING:
@@ -21,10 +22,13 @@ if TYPE_CHECKING:
 @click.option("--model", type=click.Path(path_type=Path), required=True, metavar="FILE|DIR",
               help="Checkpoint (.safetensors or folder) for torch, .onnx for onnxruntime or openvino, "
               ".engine for tensorrt.")
-@click.option("--ir", type=click.Path(path_type=Path), required=True, metavar="FILE|DIR", help="IR image or folder.")
-@click.option("--vi", type=click.Path(path_type=Path), required=True, metavar="FILE|DIR", help="Visible image or folder (same names).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR|FILE.png",
-              help="Output folder for NAME.png, or a file NAME.png when --ir and --vi are one pair.")
+@click.option("--ir", "ir_arg", required=True, metavar="FILE|DIR|URL",
+              help="IR image, folder, video or camera (rtsp://, udp://, srt://, /dev/videoN).")
+@click.option("--vi", "vi_arg", required=True, metavar="FILE|DIR|URL",
+              help="Visible image, folder (same names), video or camera.")
+@click.option("--out", "out_arg", required=True, metavar="DIR|FILE|URL",
+              help="Output folder for NAME.png, a file NAME.png when --ir and --vi are one pair, a video "
+              "file, or (live) a stream such as udp://HOST:PORT.")
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime", "openvino", "tensorrt"]), default="torch",
               show_default=True)
 @click.option("--precision", type=click.Choice(list(OPENVINO_PRECISIONS)), default="fp32", show_default=True,
@@ -45,12 +49,13 @@ if TYPE_CHECKING:
               "camera's geometry (torch; a graph exported with --rig carries its rig and needs no --rig).")
 @click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON on stdout.")
 @video_options
+@live_options
 @click.option("--quiet", is_flag=True, help="No progress bar (none is drawn when stderr is not a terminal).")
 @click.option("--no-memory-check", is_flag=True,
               help="Run even when the estimated peak memory of the largest pair exceeds the available memory.")
-def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision: str, save_float: bool,
+def fuse_cmd(model: Path, ir_arg: str, vi_arg: str, out_arg: str, backend: str, precision: str, save_float: bool,
              device: str, threads: int | None, ir16: str, tanh_map: str, rig: Path | None, json_out: bool,
-             quiet: bool, no_memory_check: bool, **video: Any) -> None:
+             quiet: bool, no_memory_check: bool, **options: Any) -> None:
     """Fuse IR/visible pairs: --ir and --vi are two images, or two folders of same-named pairs
     (ir/00001.png <-> vi/00001.jpg).
 
@@ -66,6 +71,9 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
 
     Videos: with --ir, --vi and --out video files (.mp4, .mkv, ...) the streams are paired frame by
     frame and the fused frames encoded at the input's rate (the Video options; docs/usage.md, Video).
+
+    Live cameras: with camera addresses (or --live) the newest frames captured together are fused
+    as they come, into a video file or a stream (the Live options; docs/usage.md, Live cameras).
     """
     from lutfuse_deploy.errors import InputError
     from lutfuse_deploy.fuse.pipeline import fuse_pairs
@@ -75,11 +83,19 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
 
     if precision != "fp32" and backend != "openvino":
         raise InputError(f"--precision {precision} is for --backend openvino")
+    ctx = click.get_current_context()
+    video = {k: options[k] for k in VIDEO_PARAMS}
+    live = {k: options[k] for k in LIVE_PARAMS}
+    if live_run(ir_arg, vi_arg, ctx, live):
+        runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet), rig=rig)
+        fuse_cameras(runner, ir_arg, vi_arg, out_arg, json_out=json_out, quiet=quiet,
+                     tanh_map=tanh_map if tanh_given(ctx) else "clip", ir16=ir16, video=video, live=live)
+        return
+    ir, vi, out = Path(ir_arg), Path(vi_arg), Path(out_arg)
     if video_run(ir, vi, out):
         runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet), rig=rig)
         fuse_videos(runner, ir, vi, out, json_out=json_out, quiet=quiet,
-                    tanh_map=tanh_map if tanh_given(click.get_current_context()) else "clip", ir16=ir16,
-                    **video)
+                    tanh_map=tanh_map if tanh_given(ctx) else "clip", ir16=ir16, **video)
         return
     pairs, problems = find_pairs(ir, vi)
     targets = plan_outputs(pairs, out, save_float)

@@ -73,7 +73,7 @@ def fuse_videos(runner: Runner, ir: Path, vi: Path, out: Path, json_out: bool, q
                 ir16: str, **video: Any) -> None:
     from lutfuse_deploy.fuse.pipeline import VideoOptions, fuse_video
 
-    options = VideoOptions(tanh_map=tanh_map, ir16=ir16, **{k: video[k] for k in VIDEO_PARAMS})
+    options = VideoOptions(tanh_map=tanh_map, ir16=ir16, **video)
     summary = fuse_video(runner, ir, vi, out, options, progress=not quiet)
     if summary.leftover:
         click.echo(f"note: {summary.leftover} (--trim)", err=True)

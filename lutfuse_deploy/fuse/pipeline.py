@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -25,7 +26,7 @@ from lutfuse_deploy.errors import InputError, LutfuseError, OutputError
 from lutfuse_deploy.fuse.convert import prepare
 from lutfuse_deploy.fuse.sinks import FolderSink, Sink, VideoSink, frames_folder, plan_outputs
 from lutfuse_deploy.fuse.sources import FolderSource, Pair, Source, VideoSource
-from lutfuse_deploy.fuse.threads import ReadAhead, WriteBehind
+from lutfuse_deploy.fuse.threads import QUEUE_FRAMES, ReadAhead, WriteBehind
 from lutfuse_deploy.io.files import atomic_path, ensure_dir
 from lutfuse_deploy.io.images import ImagePair
 from lutfuse_deploy.io.video import VideoWriter, ffmpeg_errors
@@ -47,6 +48,13 @@ class FuseSummary:
     def mean_total_ms(self) -> float:
         """Wall time per fused pair: with reading and writing overlapped, what a pair really costs."""
         return self.seconds * 1e3 / len(self.done) if self.done else float("nan")
+
+    def wrote(self, key: str, t_capture: float | None, write_s: float) -> None:
+        """One output written (``t_capture``: live pairs' capture time; ``write_s``: time in the sink)."""
+        self.done.append(key)
+
+    def add_model_ms(self, ms: float) -> None:
+        self.model_ms.append(ms)
 
     def to_dict(self) -> dict[str, object]:
         return {"done": len(self.done), "failed": len(self.failed), "errors": self.failed,
@@ -90,24 +98,29 @@ def run(runner: Runner, source: Source, sink: Sink, summary: FuseSummary, progre
     """Fuse every pair ``source`` gives into ``sink``; ``summary`` fills as pairs are written."""
     from tqdm import tqdm
 
-    def consume(item: tuple[str, np.ndarray]) -> None:
-        key, fused = item
-        sink.write(key, fused)
-        summary.done.append(key)
+    def consume(item: tuple[str, np.ndarray, float | None]) -> None:
+        key, fused, t_capture = item
+        t0 = time.perf_counter()
+        sink.write(key, fused, t_capture)
+        summary.wrote(key, t_capture, time.perf_counter() - t0)
 
     few = source.total is not None and source.total < 2
     bar = tqdm(total=source.total, unit=source.unit, disable=not (progress and sys.stderr.isatty()) or few,
                leave=False)
-    reads: ReadAhead[Pair] = ReadAhead(source.pairs(), "read")
-    writes: WriteBehind[tuple[str, np.ndarray]] = WriteBehind(consume, "write")
+    # a live source is asked for its newest pair when the runner is free; anything else is read ahead
+    reads: Iterator[Pair] | ReadAhead[Pair] = source.pairs() if source.live else ReadAhead(source.pairs(), "read")
+    writes: WriteBehind[tuple[str, np.ndarray, float | None]] = WriteBehind(consume, "write",
+                                                                            1 if source.live else QUEUE_FRAMES)
     t0 = time.perf_counter()
     try:
         with runner:
             for pair in reads:
                 fused = _infer(runner, pair, summary, source.skips_bad)
                 if fused is not None:
-                    writes.put((pair.key, fused))
+                    writes.put((pair.key, fused, pair.t))
                 bar.update(1)
+                if source.live:
+                    bar.set_postfix_str(source.progress(), refresh=False)  # type: ignore[attr-defined]
         writes.close()
         sink.finish()
     except BaseException:
@@ -115,7 +128,9 @@ def run(runner: Runner, source: Source, sink: Sink, summary: FuseSummary, progre
         sink.abort()
         raise
     finally:
-        reads.close()
+        close = getattr(reads, "close", None)  # a generator's close, or the read-ahead thread's
+        if close is not None:
+            close()
         bar.close()
         summary.seconds = time.perf_counter() - t0
 
@@ -131,7 +146,7 @@ def _infer(runner: Runner, pair: Pair, summary: FuseSummary, skips_bad: bool) ->
             t_ir, t_vi = prepare(pair.ir, pair.vi, runner.io)
             t1 = time.perf_counter()
             fused = runner.infer(t_ir, t_vi)[0]
-            summary.model_ms.append((time.perf_counter() - t1) * 1e3)
+            summary.add_model_ms((time.perf_counter() - t1) * 1e3)
             return fused
         except OutputError:
             raise
