@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from live_helpers import free_udp_port, read_index, start_sender
-from video_helpers import read_video
+from video_helpers import make_video, read_video
 
 from lutfuse_deploy.cli import main
 from lutfuse_deploy.errors import InputError
@@ -241,10 +241,10 @@ def test_a_camera_that_stays_gone_ends_the_run_with_the_recording_playable(camer
     out = tmp_path / "live.mp4"
     killed: list[float] = []
     when_recording(tmp_path, lambda: (cams.vi.kill(), killed.append(time.monotonic())))
-    with pytest.raises(InputError, match=r"visible camera udp://127.0.0.1:\d+: no data (for|within) 0.5 s; gave up "
-                                         r"after 1 reconnect attempts; the \d+ frames fused before are in"):
+    with pytest.raises(InputError, match=r"visible camera udp://127.0.0.1:\d+: no (data for 0.5 s|stream within 5 s "
+                                         r"of opening); gave up after 1 reconnect attempts; the \d+ frames fused before are in"):
         fuse_live(runner, *cams.urls, str(out), LiveOptions(reconnect=1, stall_s=0.5), progress=False)
-    assert time.monotonic() - killed[0] < 5  # 0.5 s stall, 0.5 s back-off, 0.5 s to reopen, and the finalizing
+    assert time.monotonic() - killed[0] < 10  # 0.5 s stall, 0.5 s back-off, 5 s to reopen, and the finalizing
     assert len(_frames(out)) > 0
 
 
@@ -285,6 +285,24 @@ def test_a_signal_finalizes_the_recording(cameras, rig: Path, tmp_path: Path, si
     assert summary["stopped_by"] == signal.Signals(sig).name
     assert len(_frames(out)) == summary["frames"] > 0
     assert not list(tmp_path.glob(".live.*"))
+
+
+def test_files_play_as_cameras_until_the_end_of_input(tmp_path: Path, rig: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """--live: files paced at their own rates (30 and 25 fps) stand in for cameras; the end of the
+    shorter one ends the run normally, with the recording finalized."""
+    ir = make_video(tmp_path / "ir.mp4", 45, w=160, h=128, rate=IR_RATE, seed=1)
+    vi = make_video(tmp_path / "vi.mp4", 38, w=192, h=144, rate=VI_RATE, seed=2)
+    out = tmp_path / "live.mkv"
+    with pytest.raises(SystemExit) as exc:
+        main(["fuse", "--model", str(MINI), "--threads", "1", "--ir", str(ir), "--vi", str(vi), "--out", str(out),
+              "--rig", str(rig), "--live", "--json", "--quiet"])
+    stdout, stderr = capsys.readouterr()
+    assert exc.value.code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["stopped_by"] == "end of input" and summary["failure"] is None
+    assert summary["cameras"]["vi"]["received"] == 38
+    assert 30 <= summary["frames"] == len(_frames(out)) <= 38  # a loaded machine may skip a few as late
 
 
 def test_refusals_are_one_line(rig: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -38,6 +38,8 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # waits before reconnect attempts 1, 2, 3
 CLOCK_CREEP = 1e-3
 PACED_S = 0.002
 PACED_RUN_S = 0.25
+SETTLE_S = 2.0
+OPEN_S = 5.0
 
 
 def scheme(address: str) -> str:
@@ -134,10 +136,16 @@ class Camera:
         self._paced = 0  # frames in a row that arrived about one frame period after the previous
         self._last: tuple[float, float | None] | None = None  # (arrival, pts) of the last frame
         self.framing_periods = 0
+        self._first = 0.0  # arrival of the first frame since (re)connecting
         self._stop = threading.Event()
         self._is_file = not is_live_address(self.address)
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True)
         self.on_overflow: Any = None  # set by the source: classifies a frame pushed out of a full buffer
+
+    @property
+    def open_s(self) -> float:
+        """Opening waits for a connection and a key frame (one a second from a live sender): longer."""
+        return max(self.stall_s, OPEN_S)
 
     def start(self) -> None:
         self._thread.start()
@@ -202,14 +210,14 @@ class Camera:
         if self._is_file and not Path(self.address).is_file():
             raise LutfuseError(f"{self.name} camera {self.address}: no such file, device or stream address")
         try:
-            return av.open(self.address, format=fmt, options=options, timeout=(self.stall_s, self.stall_s))
+            return av.open(self.address, format=fmt, options=options, timeout=(self.open_s, self.stall_s))
         except av.error.ProtocolNotFoundError:
             raise LutfuseError(f"{self.name} camera {self.address}: PyAV's FFmpeg has no {scheme(self.address)} "
                                "protocol") from None
         except (FileNotFoundError, PermissionError) as exc:
             raise LutfuseError(f"{self.name} camera {self.address}: {exc.strerror}") from None
         except av.error.ExitError:
-            raise CameraGone(f"no data within {self.stall_s:g} s") from None
+            raise CameraGone(f"no stream within {self.open_s:g} s of opening") from None
         except (av.error.FFmpegError, OSError) as exc:
             raise CameraGone(f"cannot open ({ffmpeg_reason(exc)})") from None
 
@@ -288,10 +296,15 @@ class Camera:
         CPU, first decodes a backlog in a burst, each frame less late than the one before, and the
         clock mapping has not seen a real arrival yet: those frames are stale. Frames come at pace
         once a quarter second of them in a row (at least 3) was no less late than the smallest delay
-        seen (within 2 ms); on the arrival clock, once as many came at least half a period apart."""
+        seen (within 2 ms); on the arrival clock, once as many came at least half a period apart. A
+        decoder that never catches up (a CPU too slow for the stream) is let through after
+        ``SETTLE_S``: its frames are then judged by their age alone."""
+        if self._is_file:
+            return True  # played here at its own pace: no backlog
         last, self._last = self._last, (arrived, pts)
+        self._first = arrived if last is None else self._first
         need = max(3, math.ceil(PACED_RUN_S * (self.rate or 30.0)))
-        if self._paced >= need:
+        if self._paced >= need or arrived - self._first >= SETTLE_S:
             return True
         if pts is not None:
             paced = offset is not None and arrived - pts >= offset - PACED_S

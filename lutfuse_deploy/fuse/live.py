@@ -63,6 +63,7 @@ class LiveSource:
         self.pairs_made = 0
         self.pair_log: collections.deque[tuple[int, int, float]] = collections.deque(maxlen=PAIR_LOG)
         self.waited_s = 0.0
+        self.first_pair_at: float | None = None  # host monotonic seconds
         self._stop = threading.Event()
         self._sizes_checked = False
 
@@ -102,9 +103,12 @@ class LiveSource:
                 if found is None:
                     return
                 a, b = found
-                if deadline is None and self.options.duration is not None:
-                    deadline = time.monotonic() + self.options.duration
-                self.waited_s += time.monotonic() - t0
+                if self.first_pair_at is None:
+                    self.first_pair_at = time.monotonic()
+                    if self.options.duration is not None:
+                        deadline = self.first_pair_at + self.options.duration
+                else:  # the runner waiting for cameras (opening them is not counted)
+                    self.waited_s += time.monotonic() - t0
                 key = f"{self.pairs_made:06d}"
                 self.pairs_made += 1
                 yield Pair(key, f"IR frame {a.index}, visible frame {b.index}", a.image, b.image, t=min(a.t, b.t))

@@ -47,6 +47,7 @@ class LiveSummary(FuseSummary):
     tolerance_ms: float | None = None
     max_offset_ms: float = 0.0
     waited_s: float = 0.0
+    fusing_s: float = 0.0  # from the first pair to the end (``seconds`` adds opening the cameras)
     stopped_by: str | None = None
     failure: str | None = None
     out: str = ""
@@ -66,14 +67,15 @@ class LiveSummary(FuseSummary):
 
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+        return self.frames / self.fusing_s if self.fusing_s > 0 else float("nan")
 
     @property
     def exit_code(self) -> int:
         return SIGNAL_EXIT.get(self.stopped_by or "", 0)
 
     def to_dict(self) -> dict[str, object]:
-        return {"frames": self.frames, "seconds": self.seconds, "fps": self.fps, "frame_rate": self.rate,
+        return {"frames": self.frames, "seconds": self.seconds, "fusing_seconds": self.fusing_s, "fps": self.fps,
+                "frame_rate": self.rate,
                 "tolerance_ms": self.tolerance_ms, "max_pair_offset_ms": self.max_offset_ms,
                 "latency": self.latency.to_dict(), "decode_ms": self.decode_ms, "model": self.model.to_dict(),
                 "encode": self.encode.to_dict(), "waiting_for_pairs_s": self.waited_s, "cameras": self.cameras,
@@ -84,7 +86,7 @@ class LiveSummary(FuseSummary):
                          f"({c['unmatched']} unmatched, {c['late']} late)" + (f", {c['reconnects']} reconnects"
                                                                             if c["reconnects"] else "")
                          for name, c in self.cameras.items())
-        return (f"{self.frames} frames fused in {self.seconds:.2f} s ({self.fps:.1f} fps); latency capture->out "
+        return (f"{self.frames} frames fused in {self.fusing_s:.2f} s ({self.fps:.1f} fps); latency capture->out "
                 f"p50 {self.latency.percentile(50):.1f} ms, p95 {self.latency.percentile(95):.1f} ms; per frame: "
                 f"decode IR {self.decode_ms.get('ir', float('nan')):.1f} ms / visible "
                 f"{self.decode_ms.get('vi', float('nan')):.1f} ms, warp+fuse {self.model.mean:.1f} ms, encode "
@@ -171,6 +173,8 @@ def _fill(summary: LiveSummary, source: LiveSource) -> None:
     summary.tolerance_ms = tol * 1e3 if tol is not None else None
     summary.max_offset_ms = max((abs(dt) * 1e3 for *_, dt in source.pair_log), default=0.0)
     summary.waited_s = source.waited_s
+    if source.first_pair_at is not None:
+        summary.fusing_s = time.monotonic() - source.first_pair_at
     summary.stopped_by = source.stopped_by
     summary.failure = source.failure
 
