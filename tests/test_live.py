@@ -287,22 +287,41 @@ def test_a_signal_finalizes_the_recording(cameras, rig: Path, tmp_path: Path, si
     assert not list(tmp_path.glob(".live.*"))
 
 
-def test_files_play_as_cameras_until_the_end_of_input(tmp_path: Path, rig: Path,
+@pytest.mark.parametrize("clock", ["stream", "arrival"])
+def test_files_play_as_cameras_until_the_end_of_input(tmp_path: Path, rig: Path, clock: str,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """--live: files paced at their own rates (30 and 25 fps) stand in for cameras; the end of the
-    shorter one ends the run normally, with the recording finalized."""
+    shorter one ends the run normally, with the recording finalized. Either clock pairs them."""
     ir = make_video(tmp_path / "ir.mp4", 45, w=160, h=128, rate=IR_RATE, seed=1)
     vi = make_video(tmp_path / "vi.mp4", 38, w=192, h=144, rate=VI_RATE, seed=2)
     out = tmp_path / "live.mkv"
     with pytest.raises(SystemExit) as exc:
         main(["fuse", "--model", str(MINI), "--threads", "1", "--ir", str(ir), "--vi", str(vi), "--out", str(out),
-              "--rig", str(rig), "--live", "--json", "--quiet"])
+              "--rig", str(rig), "--live", "--clock", clock, "--json", "--quiet"])
     stdout, stderr = capsys.readouterr()
     assert exc.value.code == 0, stderr
     summary = json.loads(stdout)
     assert summary["stopped_by"] == "end of input" and summary["failure"] is None
     assert summary["cameras"]["vi"]["received"] == 38
     assert 30 <= summary["frames"] == len(_frames(out)) <= 38  # a loaded machine may skip a few as late
+
+
+def test_profile_live_times_the_stages_and_keeps_nothing(cameras, rig: Path, tmp_path: Path,  # noqa: ANN001
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    cams = cameras(seconds=30)
+    report = tmp_path / "live.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["profile", "--model", str(MINI), "--backend", "torch", "--threads", "1", "--rig", str(rig),
+              "--live", *cams.urls, "--duration", "2", "--json", str(report)])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0, out
+    doc = json.loads(report.read_text())
+    assert doc["frames"] > 0 and doc["stopped_by"] == "duration" and doc["backend"] == "torch"
+    assert doc["latency"]["p50_ms"] <= doc["latency"]["p95_ms"]
+    assert "warp+fuse" in out and "capture->out" in out
+    with pytest.raises(SystemExit) as exc:
+        main(["profile", "--model", str(MINI), "--live", *cams.urls, "--iters", "5"])
+    assert exc.value.code == 1 and "--iters: for still-frame profiles, not --live" in capsys.readouterr().err
 
 
 def test_refusals_are_one_line(rig: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

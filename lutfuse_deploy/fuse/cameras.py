@@ -238,8 +238,10 @@ class Camera:
             if nominal and self.rate is None:
                 self.rate = float(nominal)
             # MPEG-TS hands a video frame over only once the next one starts (its PES packets carry no
-            # length, and the parser splits frames at the next frame's start): two frame periods late
-            self.framing_periods = 2 if "mpegts" in container.format.name.split(",") else 0
+            # length, and the parser splits frames at the next frame's start): two frame periods late.
+            # A file is paced here by its timestamps, after demuxing: no such delay.
+            mpegts = "mpegts" in container.format.name.split(",")
+            self.framing_periods = 2 if mpegts and not self._is_file else 0
             paced_from: float | None = None
             packets = container.demux(stream)
             while not self._stop.is_set():
@@ -259,11 +261,11 @@ class Camera:
                 for frame in decoded:
                     image = frame_array(frame, self.mode, self.ir16, f"{self.name} camera {self.address}")
                     self.decode_s += time.perf_counter() - t0
-                    pts = float(frame.time) if frame.time is not None and self.clock == "stream" else None
-                    if self._is_file and pts is not None:  # play a file at its own rate, as a camera sends
-                        paced_from = paced_from if paced_from is not None else time.monotonic() - pts
-                        self._stop.wait(max(0.0, paced_from + pts - time.monotonic()))
-                    self._push(image, pts)
+                    stream_t = float(frame.time) if frame.time is not None else None
+                    if self._is_file and stream_t is not None:  # play a file at its own rate, as a camera sends
+                        paced_from = paced_from if paced_from is not None else time.monotonic() - stream_t
+                        self._stop.wait(max(0.0, paced_from + stream_t - time.monotonic()))
+                    self._push(image, stream_t if self.clock == "stream" else None)
                     t0 = time.perf_counter()
         finally:
             container.close()

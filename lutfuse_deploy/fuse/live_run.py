@@ -179,3 +179,15 @@ def _fill(summary: LiveSummary, source: LiveSource) -> None:
     summary.failure = source.failure
 
 
+
+
+def profile_live(runner: Runner, ir: str, vi: str, seconds: float, live: LiveOptions | None = None,
+                 video: VideoOptions | None = None) -> LiveSummary:
+    """A live run of ``seconds`` into a temporary recording, deleted after: what fusing two cameras
+    costs end to end (decode, warp+fuse, encode) and how far behind the cameras it falls."""
+    import dataclasses
+    import tempfile
+
+    options = dataclasses.replace(live or LiveOptions(), duration=seconds)
+    with tempfile.TemporaryDirectory(prefix="lutfuse-live-") as tmp:
+        return fuse_live(runner, ir, vi, str(Path(tmp) / "profile.mkv"), options, video, progress=False)
