@@ -204,6 +204,29 @@ def test_live_run_writes_a_playable_video_of_the_rig_output(cameras, runner, tmp
     assert summary.model.count == summary.encode.count == summary.frames
 
 
+def test_a_slow_runner_skips_to_the_newest_pair_instead_of_queueing(cameras, runner, tmp_path: Path,  # noqa: ANN001
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that takes 150 ms a pair beside 25 fps cameras: most frames are dropped as late, and
+    each fused pair is the newest one, so the latency stays bounded instead of growing with a queue."""
+    cams = cameras(seconds=30)
+    infer = runner.infer
+
+    def slow(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        time.sleep(0.15)
+        return infer(ir, vi)
+
+    monkeypatch.setattr(runner, "infer", slow)
+    summary = fuse_live(runner, *cams.urls, str(tmp_path / "live.mp4"), LiveOptions(duration=3.0), progress=False)
+    assert 3 <= summary.frames <= 3 / 0.15 + 1
+    assert summary.cameras["vi"]["late"] >= summary.frames  # at least one frame skipped per fused one
+    # no frame older than a second (max_age_s) is taken, and the pair taken is the newest: it waited
+    # about the MPEG-TS framing delay (80 ms) and part of a frame period, where the oldest of 8 kept
+    # frames would have waited 320 ms more
+    waited = summary.latency.percentile(50) - summary.model.percentile(50) - summary.encode.percentile(50)
+    assert waited < 250 and summary.latency.worst < 1000 + summary.model.worst + summary.encode.worst, \
+        summary.to_dict()
+
+
 def test_stream_output_is_readable_by_a_receiver(cameras, runner) -> None:  # noqa: ANN001
     import av
 
