@@ -166,7 +166,8 @@ def main() -> None:
                 if ln.startswith("model name")), "unknown")
     print(json.dumps({"model": args.model, "backend": args.backend, "rate": args.rate, "summary": summary.to_dict(),
                       "rss_mib": {"first": rss[0] if rss else None, "max": max(rss, default=None),
-                                  "last": rss[-1] if rss else None, "samples": len(rss)},
+                                  "last": rss[-1] if rss else None, "samples": len(rss),
+                                  "every_10_s": rss[::10]},
                       "load_before": load_before, "load_after": os.getloadavg(), "cpu": cpu,
                       "cpus": len(os.sched_getaffinity(0))}, indent=2))
 
