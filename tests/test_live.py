@@ -5,6 +5,7 @@ pairs can be checked against the senders' own schedule. Every sender stops by it
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -264,10 +265,11 @@ def test_a_camera_that_stays_gone_ends_the_run_with_the_recording_playable(camer
     out = tmp_path / "live.mp4"
     killed: list[float] = []
     when_recording(tmp_path, lambda: (cams.vi.kill(), killed.append(time.monotonic())))
-    with pytest.raises(InputError, match=r"visible camera udp://127.0.0.1:\d+: no (data for 0.5 s|stream within 5 s "
-                                         r"of opening); gave up after 1 reconnect attempts; the \d+ frames fused before are in"):
-        fuse_live(runner, *cams.urls, str(out), LiveOptions(reconnect=1, stall_s=0.5), progress=False)
-    assert time.monotonic() - killed[0] < 10  # 0.5 s stall, 0.5 s back-off, 5 s to reopen, and the finalizing
+    with pytest.raises(InputError, match=r"visible camera udp://127.0.0.1:\d+: no (data for 0.5 s|stream within 2 s "
+                                         r"of opening); gave up after 1 reconnect attempts; the \d+ frames fused before "
+                                         r"are in"):
+        fuse_live(runner, *cams.urls, str(out), LiveOptions(reconnect=1, stall_s=0.5, open_s=2.0), progress=False)
+    assert time.monotonic() - killed[0] < 7  # 0.5 s stall, 0.5 s back-off, 2 s to reopen, and the finalizing
     assert len(_frames(out)) > 0
 
 
@@ -293,8 +295,10 @@ def test_reconnect_picks_up_a_camera_that_comes_back(cameras) -> None:  # noqa: 
     assert max(abs(i / IR_RATE - j / VI_RATE) for i, j in seen[20:]) <= source.tolerance + SLACK
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
-def test_a_signal_finalizes_the_recording(cameras, rig: Path, tmp_path: Path, sig: int, code: int) -> None:  # noqa: ANN001
+def test_ctrl_c_finalizes_the_recording(cameras, rig: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    """The command as a user runs it, in its own process: Ctrl-C (SIGINT) ends the run, the summary is
+    printed and the recording is complete; the exit status says it was interrupted."""
+    sig, code = signal.SIGINT, 130
     cams = cameras(seconds=60)  # a subprocess takes its time to start on a busy machine; killed at the end
     out = tmp_path / "live.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "lutfuse_deploy", "fuse", "--model", str(MINI), "--threads", "1",
@@ -314,6 +318,23 @@ def test_a_signal_finalizes_the_recording(cameras, rig: Path, tmp_path: Path, si
     assert summary["stopped_by"] == signal.Signals(sig).name
     assert len(_frames(out)) == summary["frames"] > 0
     assert not list(tmp_path.glob(".live.*"))
+
+
+def test_sigterm_finalizes_the_recording(cameras, rig: Path, tmp_path: Path,  # noqa: ANN001
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGTERM (a service manager stopping the recorder) to this process while ``fuse`` runs in it."""
+    cams = cameras(seconds=30)
+    out = tmp_path / "live.mkv"
+    when_recording(tmp_path, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(SystemExit) as exc:
+        main(["fuse", "--model", str(MINI), "--threads", "1", "--ir", cams.urls[0], "--vi", cams.urls[1],
+              "--out", str(out), "--rig", str(rig), "--json", "--quiet"])
+    stdout, stderr = capsys.readouterr()
+    assert exc.value.code == 143, stderr
+    summary = json.loads(stdout)
+    assert summary["stopped_by"] == "SIGTERM"
+    assert len(_frames(out)) == summary["frames"] > 0
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the run's only
 
 
 @pytest.mark.parametrize("clock", ["stream", "arrival"])

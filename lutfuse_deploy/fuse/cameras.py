@@ -116,6 +116,7 @@ class Camera:
     user_options: dict[str, str] = field(default_factory=dict)
     clock: str = "stream"
     stall_s: float = 3.0
+    open_s: float = OPEN_S  # opening waits for a connection and a key frame (one a second from a live sender)
     reconnect: int = 0
     keep: int = 8
     frames: collections.deque[LiveFrame] = field(default_factory=collections.deque)
@@ -141,11 +142,6 @@ class Camera:
         self._is_file = not is_live_address(self.address)
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True)
         self.on_overflow: Any = None  # set by the source: classifies a frame pushed out of a full buffer
-
-    @property
-    def open_s(self) -> float:
-        """Opening waits for a connection and a key frame (one a second from a live sender): longer."""
-        return max(self.stall_s, OPEN_S)
 
     def start(self) -> None:
         self._thread.start()
@@ -210,14 +206,15 @@ class Camera:
         if self._is_file and not Path(self.address).is_file():
             raise LutfuseError(f"{self.name} camera {self.address}: no such file, device or stream address")
         try:
-            return av.open(self.address, format=fmt, options=options, timeout=(self.open_s, self.stall_s))
+            return av.open(self.address, format=fmt, options=options,
+                           timeout=(max(self.open_s, self.stall_s), self.stall_s))
         except av.error.ProtocolNotFoundError:
             raise LutfuseError(f"{self.name} camera {self.address}: PyAV's FFmpeg has no {scheme(self.address)} "
                                "protocol") from None
         except (FileNotFoundError, PermissionError) as exc:
             raise LutfuseError(f"{self.name} camera {self.address}: {exc.strerror}") from None
         except av.error.ExitError:
-            raise CameraGone(f"no stream within {self.open_s:g} s of opening") from None
+            raise CameraGone(f"no stream within {max(self.open_s, self.stall_s):g} s of opening") from None
         except (av.error.FFmpegError, OSError) as exc:
             raise CameraGone(f"cannot open ({ffmpeg_reason(exc)})") from None
 

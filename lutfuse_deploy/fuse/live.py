@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from lutfuse_deploy.fuse.cameras import Camera, LiveFrame
+from lutfuse_deploy.fuse.cameras import OPEN_S, Camera, LiveFrame
 from lutfuse_deploy.fuse.pairing import newest_match, pairable
 from lutfuse_deploy.fuse.sources import Pair, PairCheck
 from lutfuse_deploy.runtime.base import same_size
@@ -33,6 +33,7 @@ class LiveOptions:
     clock: str = "stream"  # "stream" (PTS mapped to this host) or "arrival"
     reconnect: int = 0  # attempts per outage before the run ends
     stall_s: float = 3.0  # no frame for this long: the camera stalled (reconnect, or end)
+    open_s: float = OPEN_S  # opening a camera (connection, first key frame) may take this long
     max_age_s: float = 1.0  # frames older than this when paired are dropped as late
     keep: int = 8  # newest frames kept per camera
     ir_options: dict[str, str] = field(default_factory=dict)
@@ -52,8 +53,8 @@ class LiveSource:
         self.options = opts = options or LiveOptions()
         self.check = check
         self.wake = threading.Condition()
-        common = {"wake": self.wake, "clock": opts.clock, "stall_s": opts.stall_s, "reconnect": opts.reconnect,
-                  "keep": opts.keep}
+        common = {"wake": self.wake, "clock": opts.clock, "stall_s": opts.stall_s, "open_s": opts.open_s,
+                  "reconnect": opts.reconnect, "keep": opts.keep}
         self.ir = Camera("IR", ir, "L", ir16, user_options=opts.ir_options, **common)  # type: ignore[arg-type]
         self.vi = Camera("visible", vi, vi_mode, None, user_options=opts.vi_options, **common)  # type: ignore[arg-type]
         for cam in (self.ir, self.vi):
