@@ -149,14 +149,19 @@ def fuse_live(runner: Runner, ir: str, vi: str, out: str, live: LiveOptions | No
         return LiveVideoSink(target, lambda: source.rate, opts.encoder, opts.crf, opts.bitrate, opts.pix_fmt,
                              STREAM_FORMATS.get(scheme(out)), options, runner.kind, opts.tanh_map)
 
+    def nothing_fused() -> None:
+        if not summary.frames:
+            raise InputError(source.failure or f"{ir} and {vi}: no frame pairs to fuse"
+                             + (f" (stopped by {source.stopped_by})" if source.stopped_by else ""))
+
     with ffmpeg_errors(), stop_on_signals(source):
         if stream:
             run(runner, source, sink(out), summary, progress)
+            nothing_fused()
         else:
             with atomic_path(out) as tmp:
                 run(runner, source, sink(str(tmp)), summary, progress)
-                if not summary.frames:
-                    raise InputError(source.failure or f"{ir} and {vi}: no frame pairs to fuse")
+                nothing_fused()  # inside: no empty file is left
     _fill(summary, source)
     if source.failure:
         kept = f"; the {summary.frames} frames fused before are in {out}" if summary.frames and not stream else ""
