@@ -161,11 +161,14 @@ class LiveSource:
             return None
         now = time.monotonic()
         for cam in (self.ir, self.vi):
-            for f in cam.frames:
+            fresh = []
+            for f in cam.frames:  # a backlog (after a reconnect, behind older frames too) or too old: late
                 f.t = cam.time(f)
-            while cam.frames and (not cam.frames[0].steady or now - cam.frames[0].t > self.options.max_age_s):
-                cam.frames.popleft()
-                cam.late += 1
+                if f.steady and now - f.t <= self.options.max_age_s:
+                    fresh.append(f)
+            cam.late += len(cam.frames) - len(fresh)
+            cam.frames.clear()
+            cam.frames.extend(fresh)
         ir, vi = list(self.ir.frames), list(self.vi.frames)
         found = newest_match([f.t for f in ir], [f.t for f in vi], tol)
         if found is None:
