@@ -63,6 +63,19 @@ def synthetic_pair(h: int = 48, w: int = 64, seed: int = 0) -> tuple[np.ndarray,
     return rng.integers(0, 256, (h, w), dtype=np.uint8), rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small untrained checkpoints of each model kind (fast to load, any output is fine for the CLI)."""
+    from lutfuse_deploy.io.checkpoints import save_checkpoint
+    from lutfuse_deploy.models import create_model
+    from lutfuse_deploy.models.lut import analytic_lutfuse
+
+    d = tmp_path_factory.mktemp("models")
+    return {"lutfuse": save_checkpoint(analytic_lutfuse(), d / "lut.safetensors"),
+            "student": save_checkpoint(create_model("mmdrfuse-student"), d / "mini.safetensors"),
+            "teacher": save_checkpoint(create_model("mmdrfuse-teacher"), d / "teacher.safetensors")}
+
+
 @pytest.fixture()
 def pair_folders(tmp_path: Path) -> tuple[Path, Path]:
     """Three good synthetic pairs (ir as PNG, vi as JPEG: extensions differ on purpose)."""

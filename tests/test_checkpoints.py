@@ -12,7 +12,9 @@ from safetensors.torch import save_file
 
 from lutfuse_deploy.errors import CheckpointError
 from lutfuse_deploy.io.checkpoints import META_KEY, load_model, read_metadata, save_checkpoint, weights_sha256
+from lutfuse_deploy.io.files import sha256_file
 from lutfuse_deploy.models import create_model
+from lutfuse_deploy.paths import pretrained_dir
 
 
 @pytest.mark.parametrize("kind,config", [("lutfuse", {"nodes": 17, "context_scale": 0.5}),
@@ -108,3 +110,31 @@ def test_a_folder_resolves_to_the_model_not_its_variant(tmp_path: Path) -> None:
     assert resolve_checkpoint(tmp_path).name == "lutfuse.safetensors"
     assert [p.name for p in folder_checkpoints(tmp_path)] == ["lutfuse.safetensors", "lutfuse-fast.safetensors",
                                                               "mini.safetensors"]
+
+
+def _file_records(node: object, where: str = "provenance") -> list[tuple[str, dict]]:
+    """Every record in a provenance that names a file with a sha256 (teacher, imported sources, ...)."""
+    if isinstance(node, dict):
+        found = [(where, node)] if "file" in node and "sha256" in node else []
+        for key, value in node.items():
+            if key != "trained_with":  # the file as it was when training read it, kept beside the current record
+                found += _file_records(value, f"{where}.{key}")
+        return found
+    if isinstance(node, list):
+        return [r for i, v in enumerate(node) for r in _file_records(v, f"{where}[{i}]")]
+    return []
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in pretrained_dir().glob("*.safetensors")))
+def test_shipped_provenance_points_at_what_ships(name: str) -> None:
+    """A file a shipped checkpoint names (its teacher) is shipped with that sha256 and those weights,
+    or the record says it does not ship (``"ships": false``)."""
+    meta = read_metadata(pretrained_dir() / name)
+    for where, record in _file_records(meta.get("provenance")):
+        if record.get("ships") is False:
+            continue
+        shipped = pretrained_dir() / record["file"]
+        assert shipped.is_file(), f"{name} {where} names {record['file']}, which does not ship"
+        assert sha256_file(shipped) == record["sha256"], f"{name} {where}: sha256 is not the shipped file's"
+        if "weights_sha256" in record:
+            assert read_metadata(shipped)["weights_sha256"] == record["weights_sha256"], (name, where)

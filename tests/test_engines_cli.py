@@ -14,6 +14,7 @@ from engines_helpers import make_onnx
 
 from lutfuse_deploy.cli import main
 from lutfuse_deploy.engines import build as eb
+from lutfuse_deploy.engines import local_gpu as lg
 from lutfuse_deploy.engines import targets as tg
 
 
@@ -244,7 +245,7 @@ def test_unknown_calibration_list(lut: Path, tmp_path: Path, capsys: pytest.Capt
 def test_auto_without_a_gpu(
     lut: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tg, "detect_gpu", lambda: None)
+    monkeypatch.setattr(lg, "detect_gpu", lambda: None)
     refuse(
         ["build-engine", "--onnx", str(lut), "--target", "auto"],
         capsys,

@@ -13,7 +13,7 @@ from engines_helpers import make_onnx
 from lutfuse_deploy.engines import build as eb
 from lutfuse_deploy.engines import manifest as mf
 from lutfuse_deploy.engines import tensorrt as etrt
-from lutfuse_deploy.engines.targets import LocalGpu
+from lutfuse_deploy.engines.local_gpu import LocalGpu
 from lutfuse_deploy.errors import EngineError
 
 

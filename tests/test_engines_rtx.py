@@ -1,7 +1,8 @@
 """A real TensorRT ONNX parser and builder in CI: TensorRT-RTX, which parses and builds without a GPU.
 
 What this proves: NVIDIA's ONNX parser reads the project's default exports (every shipped model),
-the ModelOpt AutoCast FP16 graph and the INT8 Q/DQ graph a bundle carries, with zero errors, and
+the ModelOpt AutoCast FP16 graph and the INT8 Q/DQ graphs a bundle carries (every layer once in float
+among INT8 layers, as the sensitive-layer search leaves them), with zero errors, and
 a TensorRT builder turns each into a serialized plan over a 128x128 .. 1920x1088 (WxH) profile,
 through the project's own ``onnx_to_engine``. What it does not prove: that the plan runs (no GPU
 here), its speed or accuracy, or that Jetson's TensorRT 10.3 (an older parser) builds the same
@@ -212,6 +213,7 @@ def test_bundle_qdq_graph_parses_and_builds(rtx: ModuleType, export: Callable[[s
             calib=str(_calibration_folder(tmp_path / "cal")),
             shapes=str(SHAPES),
             out_root=tmp_path / "engines",
+            int8_tolerance="p99=255,max=255",  # noise pairs: the graph with every layer INT8, no search
         )
     )
     qdq = res.folder / "lutfuse.qdq.onnx"
@@ -222,6 +224,40 @@ def test_bundle_qdq_graph_parses_and_builds(rtx: ModuleType, export: Callable[[s
     assert _layers(rtx, network, rtx.LayerType.QUANTIZE) and _layers(rtx, network, rtx.LayerType.DEQUANTIZE)
     info = inspect_onnx(qdq)
     _build(rtx, qdq, info, _plan("int8", info))
+
+
+@pytest.mark.parametrize("name", [*LOOKUP_MODELS, "mini"])
+def test_mixed_int8_graphs_parse_and_build(rtx: ModuleType, export: Callable[[str], Path], tmp_path: Path,
+                                           name: str) -> None:
+    """The sensitive-layer search ships Q/DQ graphs with some layers left in float. With every other
+    layer group in float, then the others, each layer is once float between INT8 neighbours and once
+    INT8 between float ones: the boundaries any mix the search picks is made of."""
+    from lutfuse_deploy.engines.calibration import insert_qdq, load_calibration
+    from lutfuse_deploy.engines.int8_search import layer_groups
+
+    onnx = export(name)
+    info = inspect_onnx(onnx)
+    data = load_calibration(_calibration_folder(tmp_path / "cal"), vi_channels=info.vi_channels, hw=(96, 128))
+    groups = layer_groups(onnx, info.guard_nodes)
+    assert len(groups) >= 2
+    ranges = tmp_path / "ranges.json"  # one calibration for both graphs, as in the search
+    for parity in (0, 1):
+        floated = {n for i, g in enumerate(groups) if i % 2 == parity for n in g.nodes}
+        mixed = insert_qdq(onnx, tmp_path / f"{name}.mixed{parity}.onnx", data, info.io,
+                           [*info.guard_nodes, *floated], ranges)
+        _builder, network, _parser = _parse(rtx, mixed)
+        producer = {}
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            for j in range(layer.num_outputs):
+                producer[layer.get_output(j).name] = layer.type
+        convs = {layer.name: layer for layer in _layers(rtx, network, rtx.LayerType.CONVOLUTION)}
+        quantisable = {n for g in groups for n in g.nodes}
+        assert quantisable <= set(convs)  # the parser names layers after the ONNX nodes
+        for node in quantisable:
+            from_dq = producer.get(convs[node].get_input(0).name) == rtx.LayerType.DEQUANTIZE
+            assert from_dq == (node not in floated), (node, parity)
+        _build(rtx, mixed, inspect_onnx(mixed), _plan("int8", inspect_onnx(mixed)))
 
 
 def test_derived_workspace_builds_the_teacher_where_the_orin_default_did_not(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lutfuse_deploy.engines import local_gpu as lg
 from lutfuse_deploy.engines import targets as tg
 from lutfuse_deploy.errors import ConfigError, EngineError, InputError
 
@@ -175,31 +176,31 @@ def test_auto_picks_the_target_with_the_local_compute_capability(
 ) -> None:
     _fake_nvidia_smi(tmp_path, "NVIDIA GeForce RTX 4060 Ti, 8.9")
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    gpu = tg.detect_gpu()
+    gpu = lg.detect_gpu()
     assert gpu is not None and (gpu.name, gpu.compute_capability, gpu.source) == (
         "NVIDIA GeForce RTX 4060 Ti",
         "8.9",
         "nvidia-smi",
     )
-    assert tg.load_target("auto").name == "rtx-4060ti"
+    assert lg.resolve_target("auto").name == "rtx-4060ti"
 
 
 def test_auto_narrows_shared_compute_capability_by_name() -> None:
     all_targets = tg.list_targets()
-    jetson = tg.LocalGpu("Orin", "8.7", "torch", "NVIDIA Jetson AGX Orin Developer Kit")
-    assert tg.match_target(jetson, all_targets, tensorrt_major=10).name == "agx-orin"
+    jetson = lg.LocalGpu("Orin", "8.7", "torch", "NVIDIA Jetson AGX Orin Developer Kit")
+    assert lg.match_target(jetson, all_targets, tensorrt_major=10).name == "agx-orin"
     with pytest.raises(EngineError, match="several targets"):
-        tg.match_target(jetson, all_targets)  # JetPack 6 or 7: the TensorRT major decides
-    nx = tg.LocalGpu("Orin", "8.7", "torch", "NVIDIA Jetson Orin NX Engineering Reference Developer Kit")
-    assert tg.match_target(nx, all_targets).name == "orin-nx"
-    assert tg.match_target(jetson, all_targets, tensorrt_major=11).name == "agx-orin-jp7"
+        lg.match_target(jetson, all_targets)  # JetPack 6 or 7: the TensorRT major decides
+    nx = lg.LocalGpu("Orin", "8.7", "torch", "NVIDIA Jetson Orin NX Engineering Reference Developer Kit")
+    assert lg.match_target(nx, all_targets).name == "orin-nx"
+    assert lg.match_target(jetson, all_targets, tensorrt_major=11).name == "agx-orin-jp7"
     with pytest.raises(EngineError, match="several targets have compute capability 8.7"):
-        tg.match_target(tg.LocalGpu("Orin", "8.7", "torch"), all_targets)
+        lg.match_target(lg.LocalGpu("Orin", "8.7", "torch"), all_targets)
     with pytest.raises(EngineError, match="no target has compute capability 7.5"):
-        tg.match_target(tg.LocalGpu("Tesla T4", "7.5", "nvidia-smi"), all_targets)
+        lg.match_target(lg.LocalGpu("Tesla T4", "7.5", "nvidia-smi"), all_targets)
 
 
 def test_auto_without_a_gpu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tg, "detect_gpu", lambda: None)
+    monkeypatch.setattr(lg, "detect_gpu", lambda: None)
     with pytest.raises(EngineError, match="--target auto needs a local NVIDIA GPU"):
-        tg.load_target("auto")
+        lg.resolve_target("auto")

@@ -242,7 +242,8 @@ def real_tensorrt(fn: Any) -> Any:
 @pytest.fixture
 def local_target(tmp_path: Path) -> Path:
     """A target YAML for whatever GPU this machine has, with the installed TensorRT major."""
-    from lutfuse_deploy.engines.targets import detect_gpu, targets_dir
+    from lutfuse_deploy.engines.local_gpu import detect_gpu
+    from lutfuse_deploy.engines.targets import targets_dir
 
     gpu = detect_gpu()
     assert gpu is not None and TRT_VERSION is not None

@@ -189,3 +189,41 @@ def test_unwritable_report_is_one_line_error(tmp_path):
     for writer in (write_json, write_csv):
         with pytest.raises(LutfuseError, match=f"{blocker}: exists and is not a folder"):
             writer(blocker / "r.out", report)
+
+
+def test_16bit_ir_is_refused_naming_ir16_and_scored_with_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fused output of 16-bit thermal frames can be scored: --ir16 maps the IR as fuse --ir16 did."""
+    from lutfuse_deploy.cli import main
+    from lutfuse_deploy.io.images import normalise_16bit
+
+    dirs = _make_dataset(tmp_path)
+    raw = (_texture(1).astype(np.uint16) * 200 + 3000)
+    Image.fromarray(raw).save(dirs["ir"] / "00001.png")  # a 16-bit PNG (mode I;16)
+    args = ["evaluate", "--ir", str(dirs["ir"]), "--vi", str(dirs["vi"]), "--fused", str(dirs["fused"])]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 1 and "16-bit IR image; map it to 8 bits with --ir16" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--ir16", "minmax", "--json", str(tmp_path / "m.json")])
+    assert exc.value.code == 0, capsys.readouterr().err
+    got = json.loads((tmp_path / "m.json").read_text())["per_image"]["00001"]
+    ir = normalise_16bit(raw, "minmax").astype(np.float64)
+    vi = np.asarray(Image.open(dirs["vi"] / "00001.jpg").convert("L"), dtype=np.float64)
+    fu = np.asarray(Image.open(dirs["fused"] / "00001.png").convert("L"), dtype=np.float64)
+    want = compute_all(ir, vi, fu)
+    assert got == pytest.approx(want, rel=1e-9, nan_ok=True)
+
+
+def test_every_command_named_by_the_16bit_message_has_ir16() -> None:
+    """The refusal names the commands that take --ir16: the list and the commands stay in step."""
+    import click
+
+    from lutfuse_deploy.cli import cli
+    from lutfuse_deploy.io.images import IR16_COMMANDS
+
+    having = sorted(name for name, cmd in cli.commands.items()
+                    if any(isinstance(p, click.Option) and "--ir16" in p.opts for p in cmd.params))
+    named = sorted(IR16_COMMANDS.replace(" and ", ", ").split(", "))
+    assert named == having

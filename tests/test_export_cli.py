@@ -106,8 +106,17 @@ def _failed(doc: dict) -> dict[str, str]:
     return {c["name"]: c["detail"] for c in doc["checks"] if c["status"] == "fail"}
 
 
-def test_good_graph_passes_for_both_targets(good_onnx: Path, no_data: dict[str, str]) -> None:
-    for target in ("tensorrt", "onnxruntime"):
+def test_check_onnx_checks_for_every_runtime_that_runs_a_graph() -> None:
+    from lutfuse_deploy.export.checks import TARGETS
+    from lutfuse_deploy.runtime import ARTIFACTS
+
+    assert {b for b, (suffixes, _) in ARTIFACTS.items() if ".onnx" in suffixes} | {"tensorrt"} == set(TARGETS)
+
+
+def test_good_graph_passes_for_every_target(good_onnx: Path, no_data: dict[str, str]) -> None:
+    from lutfuse_deploy.export.checks import TARGETS
+
+    for target in TARGETS:
         code, doc = _verdict(no_data, good_onnx, target)
         assert code == 0 and doc["verdict"] == "PASS" and not _failed(doc), doc
     proc = cli(no_data, "check-onnx", good_onnx)
@@ -327,3 +336,37 @@ def test_static_graph_refuses_other_sizes(good_onnx: Path) -> None:
         runner.infer(np.zeros((1, 1, 40, 48), np.float32), np.zeros((1, 3, 40, 48), np.float32))
     with pytest.raises(InputError, match="no CUDAExecutionProvider|provider"):
         create_runner(good_onnx, "onnxruntime", device="cuda")
+
+
+def test_uint8_mmdrfuse_graph_records_its_tanh_mapping_and_fuse_applies_it(
+    checkpoints: dict[str, Path], no_data: dict[str, str], tmp_path: Path, pair_folders: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A uint8 graph has the 8-bit mapping built in: recorded, applied by fuse, a conflicting request refused."""
+    from PIL import Image
+
+    from lutfuse_deploy.cli import main
+
+    path = tmp_path / "student-u8.onnx"
+    proc = cli(no_data, "export", "--model", checkpoints["mmdrfuse-student"], "-o", path, "--io", "uint8")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(path.with_suffix(".json").read_text())["tanh_to_8bit"] == "clip"
+    assert {p.key: p.value for p in onnx.load(str(path)).metadata_props}["tanh_to_8bit"] == "clip"
+    ir, vi = pair_folders
+
+    def fuse(*args: object) -> tuple[int, str]:
+        with pytest.raises(SystemExit) as exc:
+            main(["fuse", "--ir", str(ir), "--vi", str(vi), "--threads", "1", *map(str, args)])
+        return int(exc.value.code or 0), capsys.readouterr().err
+
+    code, err = fuse("--backend", "onnxruntime", "--model", path, "--out", tmp_path / "graph")
+    assert code == 0 and "note: this uint8 mmdrfuse-student model maps tanh to 8 bits with clip" in err, err
+    code, _ = fuse("--model", checkpoints["mmdrfuse-student"], "--tanh-to-8bit", "clip", "--out", tmp_path / "torch")
+    assert code == 0
+    for png in sorted((tmp_path / "torch").glob("*.png")):
+        a = np.asarray(Image.open(png), dtype=np.int16)
+        b = np.asarray(Image.open(tmp_path / "graph" / png.name), dtype=np.int16)
+        assert np.abs(a - b).max() <= 1, png.name  # the parity rule's 8-bit half
+    code, err = fuse("--backend", "onnxruntime", "--model", path, "--tanh-to-8bit", "minmax", "--out", tmp_path / "x")
+    assert code == 1 and err.count("\n") == 1 and "built in at export; export it with --io float" in err, err
+    assert not (tmp_path / "x").exists()

@@ -13,18 +13,6 @@ import pytest
 from conftest import assert_one_line_error, pair_folders, run_cli, synthetic_pair  # noqa: F401
 from PIL import Image
 
-from lutfuse_deploy.io.checkpoints import save_checkpoint
-from lutfuse_deploy.models import create_model
-from lutfuse_deploy.models.lut import analytic_lutfuse
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("models")
-    return {"lutfuse": save_checkpoint(analytic_lutfuse(), d / "lut.safetensors"),
-            "student": save_checkpoint(create_model("mmdrfuse-student"), d / "mini.safetensors"),
-            "teacher": save_checkpoint(create_model("mmdrfuse-teacher"), d / "teacher.safetensors")}
-
 
 def _outputs(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir()) if out.exists() else []

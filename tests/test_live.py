@@ -394,7 +394,7 @@ def test_refusals_are_one_line(rig: Path, tmp_path: Path, capsys: pytest.Capture
     assert "--trim: for video files, not live cameras" in fuse("--ir", "udp://127.0.0.1:9", "--vi",
                                                               "udp://127.0.0.1:9", "--out", str(tmp_path / "o.mp4"),
                                                               "--trim")
-    assert "--save-float: for images, not live cameras" in fuse("--ir", "udp://127.0.0.1:9", "--vi",
+    assert "--save-float is for image pairs" in fuse("--ir", "udp://127.0.0.1:9", "--vi",
                                                                "udp://127.0.0.1:9", "--out", str(tmp_path / "o.mp4"),
                                                                "--save-float")
     assert not list(tmp_path.glob("o*")) and not list(tmp_path.glob(".o*"))

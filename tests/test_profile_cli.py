@@ -80,6 +80,7 @@ def test_zipped_pairs_json_and_plot(tmp_path, models, created, capsys):
     assert [r["backend"] for r in doc["results"]] == ["torch", "onnxruntime"]
     assert all(r["iterations"] == 3 and r["p95_ms"] > 0 for r in doc["results"])
     assert doc["environment"]["threads"]["requested"] == 2
+    assert doc["settings"]["rounds"] == 3 == len(doc["results"][0]["rounds"])  # --iters 3: the rounds that ran
     assert doc["results"][1]["speedup_vs_reference"] > 1.0  # 0 ms fake vs a 5 ms sleep
     assert p.read_bytes()[:4] == b"\x89PNG"
 

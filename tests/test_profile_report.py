@@ -108,6 +108,19 @@ def test_plot_is_written_as_png_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["prof.png"]
 
 
+def test_one_size_plot_shows_its_range_and_whole_counts():
+    """One measured size still shows min..p95 (an error bar), and histogram counts are integers."""
+    m = fake_measurement(ms=[1.0, 1.2, 1.3, 1.5, 4.0])
+    fig = report.plot_figure([m])
+    ax_lat, ax_hist = fig.axes
+    fig.canvas.draw()
+    (segments,) = [c.get_segments() for c in ax_lat.collections if hasattr(c, "get_segments")]
+    (low, high) = sorted(y for _, y in segments[0])
+    assert low == pytest.approx(m.stats.min_ms) and high == pytest.approx(m.stats.p95_ms) and high > low
+    ticks = [t for t in ax_hist.get_yticks() if ax_hist.get_ylim()[0] <= t <= ax_hist.get_ylim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
 def test_plot_of_constant_samples_still_works(tmp_path):
     path = tmp_path / "flat.png"
     report.write_plot(path, [fake_measurement(ms=2.0)])

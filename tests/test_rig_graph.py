@@ -159,6 +159,8 @@ def test_build_engine_bundle_has_each_camera_size(graphs: dict[str, Path], tmp_p
     script = next((tmp_path / "e").rglob("build.sh")).read_text()
     assert "--optShapes=ir:1x1x40x48,vi:1x1x56x64" in script
     assert "static profile 64x56" in proc.stdout + proc.stderr
+    manifest = json.loads(next((tmp_path / "e").rglob("manifest.json")).read_text())
+    assert manifest["rig"]["ir_size"] == [48, 40] and manifest["rig"]["vi_size"] == [64, 56]
 
 
 def test_tensorrt_rtx_parses_and_builds_the_rig_graph(graphs: dict[str, Path]):
@@ -216,3 +218,12 @@ def test_fuse_videos_of_two_sizes_through_the_rig(rig_file: Path, tmp_path: Path
                    "--vi", tmp_path / "vi.mp4", "--out", tmp_path / "bad.mp4", "--quiet")
     assert_one_line_error(proc, "must have the same size")
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_info_describes_the_graphs_rig(graphs: dict[str, Path]):
+    proc = run_cli("info", graphs["mini"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    described = json.loads(proc.stdout)
+    described = described[0] if isinstance(described, list) else described
+    assert described["rig"].startswith("IR 48x40 -> visible 64x56, output visible 64x56")
+    assert described["inputs"]["ir"].endswith("[batch, 1, 40, 48]")

@@ -90,7 +90,7 @@ def test_load_recipe_errors(tmp_path: Path) -> None:
     bad.write_text("kind: teacher\nsteps: [1,\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_recipe(bad)
-    with pytest.raises(ConfigError, match="cannot read recipe"):
+    with pytest.raises(ConfigError, match="no such recipe"):
         load_recipe(tmp_path / "missing.yaml")
     good = tmp_path / "good.yaml"
     good.write_text("kind: lut\n")

@@ -283,3 +283,20 @@ def test_ddp_two_process_gloo(data: Path, tmp_path: Path) -> None:
     assert state["step"] == 3
     for name, p in model.state_dict().items():  # what rank 0 saved is what DDP trained
         assert torch.equal(p, state["model"][name])
+
+
+def test_cli_resume_reports_the_new_steps_and_draws_no_bar_into_a_log(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """stderr here is not a terminal (a log): no progress bar in it; --resume says how many steps ran."""
+    from lutfuse_deploy.cli import main
+
+    base = ["train", "teacher", "--recipe", str(RECIPES / "ci-teacher.yaml"), "--data", str(data),
+            "--val", str(data.parent / "val"), "--out", str(tmp_path / "run")]
+    for extra, said in ((["--steps", "4"], "trained teacher for 4 steps in "),
+                        (["--steps", "6", "--resume"], "trained teacher from step 4 to 6 (2 new steps); ")):
+        with pytest.raises(SystemExit) as exc:
+            main([*base, *extra])
+        out, err = capsys.readouterr()
+        assert exc.value.code == 0, err
+        assert said in out and "\r" not in err and "step/s" not in err, (out, err)

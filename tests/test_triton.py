@@ -129,8 +129,37 @@ def test_build_engine_triton_needs_a_built_engine(tmp_path: Path, monkeypatch: p
     code = _build_engine_cli("--onnx", str(src), "--target", "orin-nx", "-o", str(tmp_path / "engines"),
                              "--triton", str(tmp_path / "repo"))
     err = capsys.readouterr().err
-    assert code == 1 and "error: --triton needs a built engine" in err
-    assert not (tmp_path / "repo").exists()
+    assert code == 1 and "error: --triton needs a built engine, and cannot build for orin-nx here" in err
+    assert err.count("\n") == 1 and "nothing written" in err
+    assert not (tmp_path / "repo").exists() and not (tmp_path / "engines").exists()  # refused before any bundle
+    code = _build_engine_cli("--onnx", str(src), "--target", "orin-nx", "-o", str(tmp_path / "engines"),
+                             "--triton", str(tmp_path / "repo"), "--name", "bad name")
+    assert code == 1 and "Triton model name 'bad name'" in capsys.readouterr().err
+    assert not (tmp_path / "engines").exists()
+
+
+def test_export_triton_without_o_writes_only_the_repository(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --triton the repository is the output: -o is optional, and nothing else is written."""
+    import torch
+
+    from lutfuse_deploy.io.checkpoints import save_checkpoint
+    from lutfuse_deploy.models import create_model
+
+    monkeypatch.setenv("LUTFUSE_DATA", str(tmp_path / "no-data"))
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(create_model("mmdrfuse-student").eval(), tmp_path / "ckpt" / "student.safetensors")
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "--model", str(ckpt), "--triton", "repo"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "wrote Triton model repo/student" in out
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
+        "ckpt/student.safetensors", "repo/student/1/model.onnx", "repo/student/config.pbtxt"]
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "--model", str(ckpt)])
+    assert exc.value.code == 2 and capsys.readouterr().err.startswith("error: give -o FILE.onnx, or --triton REPO")
 
 
 def test_build_engine_triton_writes_plan_and_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -148,6 +148,10 @@ def test_nearest_time_pairing_picks_the_closest_frame() -> None:
     assert (stats.ir_left, stats.vi_left, stats.vi_frames) == ([], list(range(18, 24)), 24)
     assert stats.leftover(Path("ir.mp4"), Path("vi.mp4")) == (
         "ir.mp4 has 6 frames and vi.mp4 24: fused 6, left frames 18-23 of vi.mp4 unfused")
+    stats.rates = (Fraction(10), Fraction(30))  # different rates: the frame counts say nothing, durations do
+    assert stats.leftover(Path("ir.mp4"), Path("vi.mp4")) == (
+        "ir.mp4 lasts 0.6 s (6 frames at 10 fps) and vi.mp4 0.8 s (24 frames at 30 fps): different durations; "
+        "fused 6, left frames 18-23 of vi.mp4 unfused")
     stats = Pairing()
     assert len(list(pair_by_index(iter(ir), iter(stream(14, 30)), stats))) == 6
     assert stats.vi_left == list(range(6, 14)) and stats.ir_left == []

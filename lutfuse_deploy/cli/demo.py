@@ -48,6 +48,8 @@ def demo_cmd(out: Path, size: str, seed: int, repeats: int, threads: int | None,
     from rich.console import Console
     from rich.table import Table
 
+    from lutfuse_deploy.cli.tables import print_table
+
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)
@@ -75,5 +77,5 @@ def demo_cmd(out: Path, size: str, seed: int, repeats: int, threads: int | None,
         table.add_column(m, justify="right")
     for name in next(iter(res.metrics.values())):
         table.add_row(name, *(f"{res.metrics[m][name]:.3f}" for m in methods))
-    console.print(table)
+    print_table(table, console)
     console.print(f"wrote {', '.join(str(p) for p in res.outputs.values())}")

@@ -25,6 +25,8 @@ Examples:
   lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision fp16
   lutfuse-deploy build-engine --onnx lut.onnx --target auto --shapes 128x128:640x480:1920x1080
   lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision int8 --calib msrs
+  lutfuse-deploy build-engine --onnx lut.onnx --target h100 --precision int8 --qdq --calib msrs \
+      --int8-tolerance p99=4,max=32,float=0.5
   lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --remote nvidia@orin.local
 """
 
@@ -81,6 +83,20 @@ Examples:
     "--qdq", is_flag=True, help="INT8 via explicit Q/DQ nodes inserted here (required on TensorRT 11)."
 )
 @click.option(
+    "--check-data",
+    default=None,
+    metavar="LIST|DIR|NPZ|NAME",
+    help="INT8 --qdq: pairs to measure the Q/DQ graph on against float32 (as --calib; never the calibration "
+    "pairs). Default: the last 4 pairs of --calib (at most a quarter), held out of calibration.",
+)
+@click.option(
+    "--int8-tolerance",
+    default=None,
+    metavar="p99=N,max=N,float=S",
+    help="INT8 --qdq: the error allowed against float32 in 8-bit steps (p99 and worst value), and the share of "
+    "layers the sensitive-layer search may keep in float to get there. Default: p99=4,max=32,float=0.5.",
+)
+@click.option(
     "--version-compatible",
     is_flag=True,
     help="Let later TensorRT versions load the engine (may be slower); recorded in manifest.json.",
@@ -111,6 +127,8 @@ def build_engine_cmd(
     remote: str | None,
     dla_core: int | None,
     qdq: bool,
+    check_data: str | None,
+    int8_tolerance: str | None,
     version_compatible: bool,
     hardware_compat: str,
     name: str | None,
@@ -120,10 +138,17 @@ def build_engine_cmd(
     triton_repo: Path | None,
 ) -> None:
     """Build a TensorRT engine for a target device, or a bundle to build it on the device."""
-    from lutfuse_deploy.engines.build import BuildRequest, build_engine
+    from lutfuse_deploy.engines.build import BuildRequest, NotBuildableHere, build_engine
+    from lutfuse_deploy.errors import EngineError
 
-    result = build_engine(
-        BuildRequest(
+    engine_here = triton_repo is not None and remote is None  # --triton needs an engine, not a bundle
+    if triton_repo is not None:  # everything --triton needs is checked before anything is built or written
+        from lutfuse_deploy.export.triton import check_model_name, model_config_pb2
+
+        model_config_pb2()
+        check_model_name(name or onnx_path.stem)
+    try:
+        result = build_engine(BuildRequest(
             onnx=onnx_path,
             target=target,
             precision=precision,
@@ -135,12 +160,19 @@ def build_engine_cmd(
             dla_core=dla_core,
             qdq=qdq,
             force=force,
-            require_build=require_build,
+            require_build=require_build or engine_here,
             name=name,
             version_compatible=version_compatible,
             hardware_compat=hardware_compat,
-        )
-    )
+            check_data=check_data,
+            int8_tolerance=int8_tolerance,
+            progress=None if as_json else lambda msg: click.echo(msg, err=True),
+        ))
+    except NotBuildableHere as exc:
+        if not engine_here or require_build:
+            raise
+        raise EngineError(f"--triton needs a built engine, and {exc}; nothing written (build on the device and "
+                          "pass --triton there, or add --remote USER@HOST)") from None
     if triton_repo is not None:
         _triton(result, onnx_path, triton_repo, name)
     if as_json:
@@ -149,6 +181,10 @@ def build_engine_cmd(
     m = result.manifest
     for note in result.notes:
         click.echo(f"note: {note}")
+    if isinstance(m.get("int8_check"), dict):
+        from lutfuse_deploy.engines.int8_report import summary
+
+        click.echo(summary(m["int8_check"]))
     if result.action == "bundle":
         click.echo(f"no engine built here: {result.reason}")
         click.echo(f"bundle: {result.folder}")
@@ -174,9 +210,8 @@ def _triton(result: BuildResult, onnx_path: Path, repo: Path, name: str | None) 
     from lutfuse_deploy.errors import EngineError
     from lutfuse_deploy.export.triton import engine_repository
 
-    if result.engine is None:
-        raise EngineError(f"--triton needs a built engine; this run wrote a bundle to {result.folder} "
-                          "(build on the device, or with --remote, and pass --triton there)")
+    if result.engine is None:  # checked before the build; a remote run that fetched no engine lands here
+        raise EngineError(f"--triton needs a built engine; this run left a bundle in {result.folder}")
     folder = engine_repository(result.engine, result.manifest, onnx_path, repo, name or onnx_path.stem)
     click.echo(f"wrote Triton model {folder} (config.pbtxt, 1/model.plan, 1/manifest.json)", err=True)
 
@@ -185,6 +220,28 @@ def _shapes(m: dict[str, object]) -> str:
     from lutfuse_deploy.engines.build import shapes_text
 
     return f"{shapes_text(m.get('shapes'))} (WxH)"
+
+
+CHECK_EPILOG = """\b
+The bundle's build.sh runs it after building an INT8 Q/DQ engine. --int8 FILE checks another file of
+the bundle instead, e.g. its Q/DQ graph in ONNX Runtime (the numbers build-engine printed).
+\b
+Examples:
+  lutfuse-deploy check-int8 engines/orin-nx/lut-int8
+  lutfuse-deploy check-int8 engines/orin-nx/lut-int8 --int8 lut.qdq.onnx
+"""
+
+
+@cli.command("check-int8", epilog=CHECK_EPILOG)
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--int8", "int8_file", default=None, metavar="FILE",
+              help="File in the bundle to check (default: the engine its manifest names).")
+def check_int8_cmd(bundle: Path, int8_file: str | None) -> None:
+    """Compare an INT8 bundle's engine with its float32 ONNX on the bundled check pairs; record the row."""
+    from lutfuse_deploy.engines.int8_report import check_bundle, summary
+
+    manifest, _report = check_bundle(bundle, int8_file)
+    click.echo(summary(manifest["int8_check"]))
 
 
 @cli.command("targets")
@@ -197,8 +254,9 @@ def targets_cmd(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([t.to_dict() for t in targets], indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from lutfuse_deploy.cli.tables import print_table
 
     table = Table(title="deployment targets (latencies: published, not measured here)")
     for col in (
@@ -226,4 +284,4 @@ def targets_cmd(as_json: bool) -> None:
             str(t.default_shapes),
             anchors,
         )
-    Console().print(table)  # the terminal's width (COLUMNS, else 80 when piped); rich wraps the cells
+    print_table(table)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from lutfuse_deploy.cli import cli
+from lutfuse_deploy.cli.options import ir16_option
 
 EPILOG = """\b
 Pairs ir/, vi/ and fused/ by file stem (fused 00001.png matches ir/vi 00001.jpg). Every image is
@@ -59,6 +60,7 @@ Example:
     show_default=True,
     help="SSIM data_range: 2 reproduces published numbers, 255 is the textbook value.",
 )
+@ir16_option
 def evaluate(
     ir_dir: Path,
     vi_dir: Path,
@@ -66,6 +68,7 @@ def evaluate(
     json_path: Path | None,
     csv_path: Path | None,
     ssim_range: str,
+    ir16: str,
 ) -> None:
     """Compute fusion metrics per image and their mean; print a table, optionally write JSON/CSV."""
     from lutfuse_deploy.errors import InputError
@@ -76,7 +79,7 @@ def evaluate(
     folders = [d for d in (ir_dir, vi_dir, fused_dir) if d.is_dir()]
     images = [p for d in folders for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTS]
     check_outputs(files=[p for p in (json_path, csv_path) if p], inputs=[ir_dir, vi_dir, fused_dir, *images])
-    report, problems = evaluate_folders(ir_dir, vi_dir, fused_dir, ssim_data_range=float(ssim_range))
+    report, problems = evaluate_folders(ir_dir, vi_dir, fused_dir, ssim_data_range=float(ssim_range), ir16=ir16)
     for line in problems:
         click.echo(f"skipped: {line}", err=True)
     n_ok = len(report["per_image"])
@@ -98,9 +101,9 @@ def evaluate(
 
 
 def _print_table(report: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from lutfuse_deploy.cli.tables import print_table
     from lutfuse_deploy.metrics.fusion import METRIC_NAMES
 
     table = Table(title="Fusion metrics (CDDFuse conventions)")
@@ -111,7 +114,4 @@ def _print_table(report: dict) -> None:
     for i, (name, row) in enumerate(rows):
         table.add_row(name, *(f"{row[m]:.4f}" for m in METRIC_NAMES), end_section=i == len(rows) - 1)
     table.add_row(f"mean ({len(rows)})", *(f"{report['mean'][m]:.4f}" for m in METRIC_NAMES), style="bold")
-    console = Console()
-    if not console.is_terminal:  # pipes and logs: do not squeeze 12 columns into 80 characters
-        console = Console(width=160)
-    console.print(table)
+    print_table(table)

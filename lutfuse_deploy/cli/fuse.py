@@ -11,10 +11,13 @@ import click
 
 from lutfuse_deploy.cli import cli
 from lutfuse_deploy.cli.live import LIVE_PARAMS, fuse_cameras, live_options, live_run
-from lutfuse_deploy.cli.video import VIDEO_PARAMS, fuse_videos, tanh_given, video_options, video_run
+from lutfuse_deploy.cli.options import graph_tanh_map
+from lutfuse_deploy.cli.scoped_options import IMAGES, MMDRFUSE, OPENVINO, TORCH, VIDEO
+from lutfuse_deploy.cli.video import VIDEO_PARAMS, fuse_videos, tanh_given, video_options
 from lutfuse_deploy.runtime.openvino import PRECISIONS as OPENVINO_PRECISIONS
 
 if TYPE_CHECKING:
+    from lutfuse_deploy.fuse.pipeline import FuseSummary
     from lutfuse_deploy.runtime.base import Runner
 
 
@@ -32,18 +35,22 @@ if TYPE_CHECKING:
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime", "openvino", "tensorrt"]), default="torch",
               show_default=True)
 @click.option("--precision", type=click.Choice(list(OPENVINO_PRECISIONS)), default="fp32", show_default=True,
-              help="openvino only: bf16 is faster on CPUs with bfloat16 units; its error against fp32 is "
-              "measured and printed at load.")
-@click.option("--save-float", is_flag=True, help="Also write the raw output as NAME.npy (unclamped).")
-@click.option("--device", default="cpu", show_default=True, help="torch device: cpu or cuda[:N].")
+              callback=OPENVINO.mark, help="openvino only: bf16 is faster on CPUs with bfloat16 units; its error "
+              "against fp32 is measured and printed at load.")
+@click.option("--save-float", is_flag=True, callback=IMAGES.mark,
+              help="Images: also write the raw output as NAME.npy (unclamped).")
+@click.option("--skip-existing", is_flag=True, callback=IMAGES.mark,
+              help="Images: leave out pairs whose outputs are already there (continue an interrupted run).")
+@click.option("--device", default="cpu", show_default=True, callback=TORCH.mark,
+              help="torch device: cpu or cuda[:N].")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads [default: the CPUs this process may use, less those other processes keep busy].")
 @click.option("--ir16", type=click.Choice(["refuse", "minmax", "percentile", "linear"]), default="refuse",
               show_default=True, help="16-bit IR: refuse, or map to 8 bits (per-frame min-max, 1-99th "
               "percentile stretch, or linear v*255/65535).")
 @click.option("--tanh-to-8bit", "tanh_map", type=click.Choice(["minmax", "clip"]), default="minmax",
-              show_default=True, help="MMDRFuse PNGs: per-image min-max stretch of tanh (official test "
-              "script) or clip tanh to [0,1].")
+              show_default=True, callback=MMDRFUSE.mark, help="MMDRFuse PNGs: per-image min-max stretch of tanh "
+              "(official test script) or clip tanh to [0,1] [videos: clip].")
 @click.option("--rig", type=click.Path(path_type=Path), default=None, metavar="RIG.yaml",
               help="Two unregistered cameras: IR and visible frames of the rig's sizes, fused in the visible "
               "camera's geometry (torch; a graph exported with --rig carries its rig and needs no --rig).")
@@ -52,18 +59,21 @@ if TYPE_CHECKING:
 @live_options
 @click.option("--quiet", is_flag=True, help="No progress bar (none is drawn when stderr is not a terminal).")
 @click.option("--no-memory-check", is_flag=True,
-              help="Run even when the estimated peak memory of the largest pair exceeds the available memory.")
+              help="Run even when a pair's estimated peak memory exceeds the available memory.")
 def fuse_cmd(model: Path, ir_arg: str, vi_arg: str, out_arg: str, backend: str, precision: str, save_float: bool,
-             device: str, threads: int | None, ir16: str, tanh_map: str, rig: Path | None, json_out: bool,
+             skip_existing: bool, device: str, threads: int | None, ir16: str, tanh_map: str, rig: Path | None,
+             json_out: bool,
              quiet: bool, no_memory_check: bool, **options: Any) -> None:
     """Fuse IR/visible pairs: --ir and --vi are two images, or two folders of same-named pairs
     (ir/00001.png <-> vi/00001.jpg).
 
     Writes OUT/NAME.png (or the file OUT.png for one pair): RGB for lutfuse, gray for MMDRFuse.
     Images are read upright (EXIF orientation applied). A bad pair is reported on one line and
-    skipped; the exit status is 1 if anything failed. An output that is one of the inputs, or
-    cannot be written, is refused before any work, and so is a pair whose estimated peak memory
-    exceeds the available memory (docs/performance.md, "Memory").
+    skipped, and so is a pair whose estimated peak memory exceeds the available memory
+    (docs/performance.md, "Memory"); the exit status is 1 if anything failed. An output that is
+    one of the inputs, or cannot be written, is refused before any work. Reading and writing
+    overlap the model; the summary gives the model's time and the wall time per pair. Ctrl-C
+    stops after writing what was fused and says what is left; --skip-existing continues.
 
     Camera rigs: with --rig RIG.yaml (from `calibrate`), or a graph exported with --rig, each pair is
     the two cameras' raw frames (sizes may differ); the IR is warped into the visible frame and the
@@ -74,52 +84,73 @@ def fuse_cmd(model: Path, ir_arg: str, vi_arg: str, out_arg: str, backend: str, 
 
     Live cameras: with camera addresses (or --live) the newest frames captured together are fused
     as they come, into a video file or a stream (the Live options; docs/usage.md, Live cameras).
-    """
-    from lutfuse_deploy.errors import InputError
-    from lutfuse_deploy.fuse.pipeline import fuse_pairs
-    from lutfuse_deploy.fuse.sinks import plan_outputs
-    from lutfuse_deploy.io.files import check_outputs
-    from lutfuse_deploy.io.images import find_pairs
 
-    if precision != "fp32" and backend != "openvino":
-        raise InputError(f"--precision {precision} is for --backend openvino")
+    Options that do not apply to a run (video options with images, --tanh-to-8bit with LUT-Fuse,
+    --precision without openvino, --device without torch) are refused, not ignored.
+    """
+    from lutfuse_deploy.fuse.pipeline import fuse_pairs, memory_check
+    from lutfuse_deploy.fuse.plan import is_video_run, plan_pairs
+
     ctx = click.get_current_context()
     video = {k: options[k] for k in VIDEO_PARAMS}
     live = {k: options[k] for k in LIVE_PARAMS}
     if live_run(ir_arg, vi_arg, ctx, live):
+        IMAGES.refuse_unless(ctx, False, "this run fuses live cameras")
+        OPENVINO.refuse_unless(ctx, backend == "openvino", f"this run uses --backend {backend}")
+        TORCH.refuse_unless(ctx, backend == "torch", f"this run uses --backend {backend}")
         runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet), rig=rig)
+        MMDRFUSE.refuse_unless(ctx, runner.kind != "lutfuse", f"{model} is a {runner.kind} model")
         fuse_cameras(runner, ir_arg, vi_arg, out_arg, json_out=json_out, quiet=quiet,
-                     tanh_map=tanh_map if tanh_given(ctx) else "clip", ir16=ir16, video=video, live=live)
+                     tanh_map=graph_tanh_map(runner, tanh_map if tanh_given(ctx) else "clip", tanh_given(ctx)),
+                     ir16=ir16, video=video, live=live)
         return
     ir, vi, out = Path(ir_arg), Path(vi_arg), Path(out_arg)
-    if video_run(ir, vi, out):
-        runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet), rig=rig)
-        fuse_videos(runner, ir, vi, out, json_out=json_out, quiet=quiet,
-                    tanh_map=tanh_map if tanh_given(ctx) else "clip", ir16=ir16, **video)
-        return
-    pairs, problems = find_pairs(ir, vi)
-    targets = plan_outputs(pairs, out, save_float)
-    inputs = [ir, vi, model, *(f for p in pairs for f in (p.ir, p.vi))]
-    check_outputs(files=[f for t in targets for f in t if f is not None],
-                  folders=[out] if ir.is_dir() else [], inputs=inputs)
-    for p in problems:
-        click.echo(f"error: {p}", err=True)
+    video_run = is_video_run(ir, vi, out)
+    VIDEO.refuse_unless(ctx, video_run, "--ir, --vi and --out are not video files")
+    IMAGES.refuse_unless(ctx, not video_run, "this run fuses videos")
+    OPENVINO.refuse_unless(ctx, backend == "openvino", f"this run uses --backend {backend}")
+    TORCH.refuse_unless(ctx, backend == "torch", f"this run uses --backend {backend}")
+    plan = None if video_run else plan_pairs(ir, vi, out, save_float, skip_existing, model)
     runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet), rig=rig)
-    if not no_memory_check:
-        from lutfuse_deploy.runtime.memory import check_memory, largest_image, memory_device
+    MMDRFUSE.refuse_unless(ctx, runner.kind != "lutfuse", f"{model} is a {runner.kind} model")
+    memory = None if no_memory_check else memory_check(runner, device)
+    if plan is None:
+        summary: FuseSummary = fuse_videos(runner, ir, vi, out, json_out=json_out, quiet=quiet,
+                                           tanh_map=graph_tanh_map(runner, tanh_map if tanh_given(ctx) else "clip",
+                                                                   tanh_given(ctx)), ir16=ir16,
+                                           memory=memory, **video)
+    else:
+        for p in plan.problems:
+            click.echo(f"error: {p}", err=True)
+        summary = fuse_pairs(runner, plan, save_float=save_float, tanh_map=graph_tanh_map(runner, tanh_map,
+                             tanh_given(ctx)), ir16=ir16, memory=memory,
+                             progress=not quiet and sys.stderr.isatty())
+        _report_pairs(summary, json_out)
+    if summary.interrupted:
+        sys.exit(130)
+    if summary.failed or not (summary.done or summary.skipped):
+        sys.exit(1)
 
-        check_memory(runner.kind, backend, memory_device(backend, device), largest_image([p.ir for p in pairs]))
-    summary = fuse_pairs(runner, pairs, out, save_float=save_float, tanh_map=tanh_map, ir16=ir16,
-                         progress=not quiet and sys.stderr.isatty())
-    summary.failed[:0] = problems
+
+def _report_pairs(summary: FuseSummary, json_out: bool) -> None:
+    """The closing lines of an image-pair run: warnings, then the summary (JSON or one line)."""
+    checked = len(summary.done) + len(summary.failed)
+    if summary.looks_swapped:
+        click.echo(f"warning: {summary.looks_swapped} of {checked} pairs have a colour IR image and a gray "
+                   "visible one: are --ir and --vi swapped?", err=True)
+    if summary.interrupted:
+        click.echo(f"interrupted: {len(summary.done)} fused, {len(summary.failed)} failed, {summary.left} left, "
+                   f"outputs in {summary.out}; the same command with --skip-existing fuses the rest", err=True)
     if json_out:
         click.echo(json.dumps(summary.to_dict(), indent=2))
-    else:
-        click.echo(f"{len(summary.done)} fused, {len(summary.failed)} failed; mean {summary.mean_model_ms:.2f} ms "
-                   f"per pair in the model, {summary.mean_total_ms:.2f} ms per pair wall time (reading and writing "
-                   f"overlapped) -> {out}")
-    if summary.failed or not summary.done:
-        sys.exit(1)
+        return
+    line = f"{len(summary.done)} fused, {len(summary.failed)} failed"
+    if summary.skipped:
+        line += f", {len(summary.skipped)} skipped (outputs already there)"
+    if summary.mean_model_ms is not None and summary.mean_total_ms is not None:
+        line += (f"; mean {summary.mean_model_ms:.2f} ms per pair in the model, {summary.mean_total_ms:.2f} ms "
+                 "per pair wall time (reading and writing overlapped)")
+    click.echo(f"{line} -> {summary.out}")
 
 
 def make_runner(model: Path, backend: str, device: str, threads: int | None, precision: str, chatty: bool,

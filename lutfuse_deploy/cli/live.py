@@ -74,8 +74,7 @@ def live_run(ir: str, vi: str, ctx: click.Context, options: dict[str, Any]) -> b
     if options["live"] or is_live_address(ir) or is_live_address(vi):
         from lutfuse_deploy.io.video import import_av
 
-        for keys, what in ((("save_float", "no_memory_check"), "images"),
-                           (("resample_to", "trim", "save_frames"), "video files")):
+        for keys, what in ((("no_memory_check",), "images"), (("resample_to", "trim", "save_frames"), "video files")):
             given = [f"--{k.replace('_', '-')}" for k in keys if ctx.params.get(k)]
             if given:  # refused before the model loads
                 raise InputError(f"{', '.join(given)}: for {what}, not live cameras")

@@ -1,9 +1,11 @@
-"""``import-official`` (papers' releases -> project checkpoints) and ``info`` (what a file holds)."""
+"""``import-official`` (papers' releases -> project checkpoints) and ``info`` (what a checkpoint,
+graph or engine holds)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -46,19 +48,45 @@ def import_mmdrfuse_cmd(student: Path, teacher: Path | None, out: Path) -> None:
 
 
 @cli.command("info")
-@click.argument("checkpoint", type=PathArg)
+@click.argument("artifact", type=PathArg)
 @click.option("--json", "as_json", is_flag=True,
-              help="Print the metadata as JSON (a folder: a list, each entry with its path).")
-def info_cmd(checkpoint: Path, as_json: bool) -> None:
-    """Show what a checkpoint holds: kind, configuration, provenance, parameter count.
+              help="Print the record as JSON (a folder of checkpoints: a list, each entry with its path).")
+def info_cmd(artifact: Path, as_json: bool) -> None:
+    """Show what a checkpoint, an exported graph or an engine holds, checked against the file.
 
-    CHECKPOINT is a .safetensors file or a folder: every checkpoint in it is shown (--model FOLDER
-    elsewhere uses the deployable one, listed first).
+    \b
+    ARTIFACT is
+      a .safetensors checkpoint, or a folder of them (the deployable one first): kind, configuration,
+        provenance, parameters; its weights are verified against their recorded sha256 and for
+        NaN/Inf, as loading does
+      an exported .onnx: inputs, outputs, opset, lowering, io, the 8-bit mapping, source checkpoint
+        and export's parity record (from the graph's metadata and its sidecar .json)
+      an engine (.engine/.plan/.trt) or a build bundle folder: its manifest, with the engine and
+        ONNX checked against the sha256 it records
+    \b
+    Examples:
+      lutfuse-deploy info lutfuse_deploy/pretrained/lutfuse.safetensors
+      lutfuse-deploy info lutfuse_deploy/pretrained/
     """
-    from lutfuse_deploy.io.checkpoints import folder_checkpoints, read_metadata
+    from lutfuse_deploy.runtime import ARTIFACTS
+
+    if artifact.suffix.lower() == ".onnx":
+        from lutfuse_deploy.export.describe import describe_graph
+
+        _show([describe_graph(artifact)], as_json, single=True)
+    elif artifact.suffix.lower() in ARTIFACTS["tensorrt"][0] or (artifact / "manifest.json").is_file():
+        from lutfuse_deploy.export.describe import describe_bundle
+
+        _show([describe_bundle(artifact)], as_json, single=True)
+    else:
+        _show_checkpoints(artifact, as_json)
+
+
+def _show_checkpoints(checkpoint: Path, as_json: bool) -> None:
+    from lutfuse_deploy.io.checkpoints import folder_checkpoints, load_model
 
     paths = folder_checkpoints(checkpoint) if checkpoint.is_dir() else [checkpoint]
-    metas = [(p, read_metadata(p)) for p in paths]
+    metas = [(p, load_model(p)[1]) for p in paths]  # verifies: sha256 of the weights, finite values
     if as_json:
         doc = metas[0][1] if not checkpoint.is_dir() else [{"path": str(p), **m} for p, m in metas]
         click.echo(json.dumps(doc, indent=2))
@@ -67,7 +95,23 @@ def info_cmd(checkpoint: Path, as_json: bool) -> None:
 
     for i, (path, meta) in enumerate(metas):
         click.echo(("\n" if i else "") + f"{path}\n  kind        {meta['kind']}\n  parameters  {meta.get('parameters')}")
-        click.echo(f"  config      {json.dumps(meta.get('config'))}\n  sha256      {meta['weights_sha256']}")
+        click.echo(f"  config      {json.dumps(meta.get('config'))}\n  sha256      {meta['weights_sha256']} "
+                   "(verified: the weights match it, all finite)")
         click.echo("  provenance")
         text = yaml.safe_dump(meta.get("provenance") or {}, sort_keys=False, default_flow_style=False, width=100)
         click.echo("\n".join(f"    {line}" for line in text.rstrip().splitlines()))
+
+
+def _show(records: list[dict[str, Any]], as_json: bool, single: bool) -> None:
+    """A description as JSON, or as ``label  value`` lines (nested records on one line each)."""
+    if as_json:
+        click.echo(json.dumps(records[0] if single else records, indent=2))
+        return
+    for i, record in enumerate(records):
+        click.echo(("\n" if i else "") + str(record["path"]))
+        width = max(len(k) for k in record)
+        for key, value in record.items():
+            if isinstance(value, dict):
+                value = "; ".join(f"{k} {v}" for k, v in value.items() if v is not None)
+            if key != "path" and value not in (None, ""):
+                click.echo(f"  {key:<{width}}  {value}")

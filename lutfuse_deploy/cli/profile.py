@@ -18,8 +18,8 @@ Pairing of --model and --backend (both repeatable; --backend also takes a comma 
   n models, n backends   zipped in the order given (1st --model with 1st --backend, ...)
 
 \b
-All runners are timed interleaved (round-robin in rotating order, 10 rounds per resolution) on the
-same frames, so their ratios hold on a noisy machine. Each round records the CPU time other
+All runners are timed interleaved (round-robin in rotating order, 10 rounds per resolution, fewer
+when --iters is below 10) on the same frames, so their ratios hold on a noisy machine. Each round records the CPU time other
 processes used meanwhile (from /proc): the table shows the mean busy CPUs and the contended rounds
 (others kept more than 0.25 CPUs busy); --quiet-only reports and gates on the quiet rounds only. --iters N gives each runner exactly N timed
 runs; --duration S gives each at least S seconds of measured time (default: --duration 1).
@@ -167,6 +167,7 @@ def profile_command(
 
     from rich.console import Console
 
+    from lutfuse_deploy.cli.tables import print_table
     from lutfuse_deploy.errors import BudgetExceeded, ConfigError, MissingDependency
     from lutfuse_deploy.io.files import check_outputs
     from lutfuse_deploy.profile import report
@@ -212,9 +213,9 @@ def profile_command(
         progress(note)
     ref = report.choose_reference(run.results, reference)
     console = Console()
-    if not console.is_terminal:
+    if not console.is_terminal:  # notes and lines, unwrapped in logs; tables at their own width
         console = Console(width=190)
-    console.print(report.results_table(run.results, ref))
+    print_table(report.results_table(run.results, ref), console)
     for note in report.table_notes(run.results):
         console.print(note, markup=False)
     used = run.threads_note or run.threads or "backend default"
@@ -233,7 +234,7 @@ def profile_command(
         report.write_plot(plot_path, run.results)
         console.print(f"wrote {plot_path}")
     if run.checks is not None:
-        console.print(report.checks_table(run.checks))
+        print_table(report.checks_table(run.checks), console)
         bad = [c for c in run.checks if not c.held]
         if bad:
             raise BudgetExceeded(f"{len(bad)} of {len(run.checks)} budget checks failed ({budget_path})")

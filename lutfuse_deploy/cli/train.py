@@ -86,6 +86,10 @@ def train_cmd(
     best = (
         f"{result.best} (step {result.best_step}, score {result.best_score:.4f})" if result.best else "none"
     )
-    click.echo(f"trained {kind} for {result.steps} steps in {result.wall_s:.1f} s of training")
+    if result.start_step:
+        click.echo(f"trained {kind} from step {result.start_step} to {result.steps} ({result.new_steps} new steps); "
+                   f"{result.wall_s:.1f} s of training in all runs")
+    else:
+        click.echo(f"trained {kind} for {result.steps} steps in {result.wall_s:.1f} s of training")
     click.echo(f"last: {result.last}")
     click.echo(f"best: {best}")

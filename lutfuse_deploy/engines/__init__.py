@@ -4,7 +4,8 @@ Build and run are separate: this package builds; ``lutfuse_deploy.runtime.tensor
 Nothing here imports TensorRT, ONNX or torch at import time; the modules that need them import them
 inside the functions that use them.
 
-* ``targets``     ``recipes/targets/*.yaml``: load, validate, ``--target auto``
+* ``targets``     ``recipes/targets/*.yaml``: load, validate (data only)
+* ``local_gpu``   the local GPU and ``--target auto``
 * ``onnx_info``   what the builder needs to know about an exported model
 * ``precision``   what TensorRT 10 / 11 can do with fp32/fp16/int8/best; which layers stay FP32
 * ``tensorrt``    ``onnx_to_engine`` (TensorRT Python API)

@@ -9,6 +9,7 @@ a remote device over ssh. Every refusal happens before anything is written.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from lutfuse_deploy.engines.bundle import (
     stage_bundle,
     staging_dir,
 )
+from lutfuse_deploy.engines.int8_check import int8_sets
+from lutfuse_deploy.engines.local_gpu import LocalGpu, detect_gpu, resolve_target
 from lutfuse_deploy.engines.manifest import MANIFEST_NAME, read_manifest, reuse_decision, write_manifest
 from lutfuse_deploy.engines.onnx_info import (
     OnnxInfo,
@@ -32,21 +35,16 @@ from lutfuse_deploy.engines.onnx_info import (
     largest_layer_bytes,
 )
 from lutfuse_deploy.engines.precision import AUTOCAST_COMMAND, exact_name_patterns, plan_precision
-from lutfuse_deploy.engines.targets import (
-    Compatibility,
-    LocalGpu,
-    ShapeProfile,
-    Target,
-    detect_gpu,
-    load_target,
-    parse_shapes,
-    size_text,
-)
+from lutfuse_deploy.engines.targets import Compatibility, ShapeProfile, Target, parse_shapes, size_text
 from lutfuse_deploy.engines.tensorrt import major_of, tensorrt_version, version_tuple, workspace_shortfall
 from lutfuse_deploy.errors import EngineError, InputError, LutfuseError
 from lutfuse_deploy.io.files import atomic_path
 
 CALIBRATION_CACHE_DIR = ".calibration"
+
+
+class NotBuildableHere(EngineError):
+    """``require_build`` and this machine cannot build for the target (no TensorRT, another GPU)."""
 
 
 @dataclass
@@ -66,6 +64,9 @@ class BuildRequest:
     name: str | None = None
     version_compatible: bool = False
     hardware_compat: str = "none"
+    check_data: str | None = None  # INT8 Q/DQ: pairs to measure on (default: held out of --calib)
+    int8_tolerance: str | None = None  # INT8 Q/DQ: "p99=4,max=32,float=0.5" (int8_check.Tolerance)
+    progress: Callable[[str], None] | None = None  # one line per long step (the INT8 measurement)
 
 
 @dataclass
@@ -129,7 +130,7 @@ def build_engine(req: BuildRequest) -> BuildResult:
         from lutfuse_deploy.engines.remote import check_remote
 
         check_remote(req.remote)
-    target = load_target(req.target)
+    target = resolve_target(req.target)
     info = inspect_onnx(req.onnx)
     check_for_tensorrt(info)
     model = req.name or info.model_name
@@ -150,6 +151,8 @@ def build_engine(req: BuildRequest) -> BuildResult:
         version, gpu, why_not = None, None, f"building on {req.remote}"
     else:
         version, gpu, why_not = local_capability(target)
+    if req.require_build and (version is None or gpu is None):  # before calibration or any writing
+        raise NotBuildableHere(f"cannot build for {target.name} here: {why_not}")
     major = major_of(version) if version else target.tensorrt_major
     plan = plan_precision(
         precision,
@@ -164,17 +167,26 @@ def build_engine(req: BuildRequest) -> BuildResult:
         onnx_ops=info.ops,
     )
     data = _calibration(req, info, shapes.opt, plan.calibrator or plan.insert_qdq)
+    data, check, tolerance = int8_sets(
+        plan.insert_qdq, data, req.check_data, req.int8_tolerance, vi_channels=info.vi_channels, hw=shapes.opt
+    )
     folder = bundle_dir(req.out_root, target.name, model, precision, req.dla_core)
     cache_dir = req.out_root / CALIBRATION_CACHE_DIR
     if version and major != target.tensorrt_major:
         notes.append(
             f"{target.name} expects TensorRT {target.tensorrt_major}; building with TensorRT {version}"
         )
-    spec = BundleSpec(target, info, plan, shapes, workspace, model, req.dla_core, data, compatibility=compat)
+    spec = BundleSpec(
+        target, info, plan, shapes, workspace, model, req.dla_core, data, compatibility=compat,
+        check_data=check, tolerance=tolerance, progress=req.progress or (lambda _msg: None),
+    )
     if version is not None and gpu is not None:
-        return _build_here(spec, folder, version, gpu, cache_dir, req.force, notes)
-    if req.require_build:
-        raise EngineError(f"cannot build for {target.name} here: {why_not}")
+        result = _build_here(spec, folder, version, gpu, cache_dir, req.force, notes)
+        if result.action == "built" and plan.insert_qdq:  # the engine's own row in the INT8 table
+            from lutfuse_deploy.engines.int8_report import check_bundle
+
+            result.manifest, _report = check_bundle(folder)
+        return result
     if data is not None and plan.calibrator:
         spec = replace(spec, calib_cache=calib.find_cache(cache_dir, info.sha256, data.digest, major))
     result = _write_bundle(spec, folder, req.force, why_not, notes)

@@ -15,13 +15,15 @@ import os
 import re
 import shlex
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lutfuse_deploy import __version__
-from lutfuse_deploy.engines.calibration import CalibrationSet, insert_qdq, save_npz
+from lutfuse_deploy.engines.calibration import CalibrationSet, save_npz
+from lutfuse_deploy.engines.int8_check import CHECK_NPZ, Tolerance
+from lutfuse_deploy.engines.int8_report import BUILD_SH_CHECK, record_build
 from lutfuse_deploy.engines.manifest import MANIFEST_NAME, new_manifest, write_manifest
 from lutfuse_deploy.engines.onnx_info import OnnxInfo
 from lutfuse_deploy.engines.precision import AUTOCAST_COMMAND, PrecisionPlan, exact_name_patterns
@@ -47,6 +49,9 @@ class BundleSpec:
     calib_data: CalibrationSet | None = None
     calib_cache: Path | None = None  # an existing cache to ship with the bundle
     compatibility: Compatibility = Compatibility()
+    check_data: CalibrationSet | None = None  # INT8 Q/DQ: pairs the quantised graph is measured on
+    tolerance: Tolerance = Tolerance()
+    progress: Callable[[str], None] = field(default=lambda _msg: None, compare=False)
 
     @property
     def onnx_name(self) -> str:
@@ -109,7 +114,7 @@ def toolkit_command(spec: BundleSpec) -> list[str]:
     if spec.plan.calibrator or spec.plan.insert_qdq:
         cmd += ["--calib", CALIB_NPZ]
     if spec.plan.insert_qdq:
-        cmd += ["--qdq"]
+        cmd += ["--qdq", "--check-data", CHECK_NPZ, "--int8-tolerance", str(spec.tolerance)]
     if spec.dla_core is not None:
         cmd += ["--dla", str(spec.dla_core)]
     if spec.compatibility.version_compatible:
@@ -226,6 +231,8 @@ def bundle_manifest(spec: BundleSpec) -> dict[str, Any]:
         dla_core=spec.dla_core,
         calibration_digest=spec.calib_data.digest if spec.calib_data is not None else None,
         calibration_cache=CALIB_CACHE if spec.calib_cache is not None else None,
+        check_digest=spec.check_data.digest if spec.check_data is not None else None,
+        int8_tolerance=str(spec.tolerance) if spec.plan.insert_qdq else None,
         compute_capability=t.compute_capability,
         gpu_name=t.description or t.name,
         tensorrt_major=spec.plan.tensorrt_major,
@@ -233,7 +240,17 @@ def bundle_manifest(spec: BundleSpec) -> dict[str, Any]:
         hardware_compatibility=spec.compatibility.hardware,
         fp32_nodes=list(spec.info.guard_nodes) if spec.plan.pin_fp32 else [],
         layer_report=None,
+        rig=graph_rig_record(spec.info.sidecar) if spec.info.rig_hw else None,
     )
+
+
+def graph_rig_record(sidecar: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The rig a rig graph carries (the rig file's fields), for the manifest: the engine runner needs the
+    two cameras' sizes and the output box."""
+    rig = (sidecar or {}).get("rig")
+    if not isinstance(rig, dict):
+        return None
+    return {k: rig[k] for k in ("format", "ir_size", "vi_size", "homography", "output", "made") if k in rig}
 
 
 # Filled in by build.sh after a trtexec build: stdlib only, the device may not have the toolkit.
@@ -304,6 +321,7 @@ def render_build_sh(spec: BundleSpec) -> str:
     lines += [
         f"  {trtexec} 2>&1 | tee trtexec.log",
         "  ${PYTHON:-python3} - <<'PY'" + _MANIFEST_UPDATE + "PY",
+        *(BUILD_SH_CHECK if spec.plan.insert_qdq else []),  # the toolkit's build-engine checks its own
         "}",
         "",
         'if [ "$BUILD_WITH" = auto ]; then',
@@ -357,13 +375,33 @@ def stage_bundle(spec: BundleSpec, folder: Path) -> dict[str, Any]:
         save_npz(spec.calib_data, folder / CALIB_NPZ)
     if spec.calib_cache is not None:
         shutil.copyfile(spec.calib_cache, folder / CALIB_CACHE)
+    manifest = bundle_manifest(spec)
     if spec.plan.insert_qdq:
-        assert spec.calib_data is not None  # plan_precision refuses --qdq without calibration data
-        keep = spec.info.guard_nodes if spec.plan.pin_fp32 else ()
-        insert_qdq(folder / spec.onnx_name, folder / spec.qdq_name, spec.calib_data, spec.info.io, keep)
+        _stage_int8(spec, folder, manifest)
     script = folder / "build.sh"
     write_text_atomic(script, render_build_sh(spec))
     script.chmod(0o755)
-    manifest = bundle_manifest(spec)
     write_manifest(folder / MANIFEST_NAME, manifest)
     return manifest
+
+
+def _stage_int8(spec: BundleSpec, folder: Path, manifest: dict[str, Any]) -> None:
+    """The Q/DQ graph within the tolerance (sensitive layers in float), measured; the check pairs
+    travel with the bundle so the device can measure its engine on the same ones."""
+    from lutfuse_deploy.engines.int8_search import quantise_within
+
+    # plan_precision refuses --qdq without calibration data; build_engine always sets check pairs
+    assert spec.calib_data is not None and spec.check_data is not None
+    result = quantise_within(
+        folder / spec.onnx_name,
+        folder / spec.qdq_name,
+        spec.calib_data,
+        spec.check_data,
+        io=spec.info.io,
+        kind=spec.info.kind,
+        guard=spec.info.guard_nodes if spec.plan.pin_fp32 else (),
+        tolerance=spec.tolerance,
+        progress=spec.progress,
+    )
+    save_npz(spec.check_data, folder / CHECK_NPZ)
+    record_build(folder, manifest, result.to_dict())

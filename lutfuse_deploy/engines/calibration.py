@@ -15,9 +15,12 @@ are resized to OPT, the shape TensorRT calibrates at.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -212,10 +215,22 @@ def make_entropy_calibrator(data: CalibrationSet, io: str, cache_file: Path, dev
 
 
 def insert_qdq(
-    onnx_in: Path, onnx_out: Path, data: CalibrationSet, io: str, keep_fp32: Sequence[str]
+    onnx_in: Path,
+    onnx_out: Path,
+    data: CalibrationSet,
+    io: str,
+    keep_fp32: Sequence[str],
+    ranges: Path | None = None,
 ) -> Path:
     """Write ``onnx_out``: ``onnx_in`` with symmetric INT8 Q/DQ on its convolutions (TensorRT's explicit
-    quantisation), scales from entropy calibration on ``data``; ``keep_fp32`` nodes stay unquantised."""
+    quantisation), scales from entropy calibration on ``data``; ``keep_fp32`` nodes stay unquantised.
+
+    ``ranges``: ONNX Runtime's calibration cache file (written on the first call, read on the next),
+    so the sensitive-layer search calibrates once however many exclusion sets it tries; ONNX Runtime
+    releases without ``calibration_cache_path`` calibrate every time (same ranges, slower). ONNX
+    Runtime's own prints and warnings are silenced: the build reports what it measured instead."""
+    import inspect
+
     try:
         from onnxruntime.quantization import (
             CalibrationDataReader,
@@ -237,7 +252,10 @@ def insert_qdq(
             self.index += 1
             return data.feed(self.index - 1, io)
 
-    with atomic_path(onnx_out) as tmp:
+    cache: dict[str, Any] = {}
+    if ranges is not None and "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+        cache["calibration_cache_path"] = str(ranges)
+    with atomic_path(onnx_out) as tmp, _quiet():
         quantize_static(
             str(onnx_in),
             str(tmp),
@@ -252,8 +270,66 @@ def insert_qdq(
             # biases stay float: quantised they become INT32 DequantizeLinear inputs, which TensorRT's
             # ONNX parser rejects; TensorRT fuses a float bias into the INT8 convolution itself
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+            **cache,
         )
+        if keep_fp32:
+            _float_inputs_for(tmp, set(keep_fp32))
     return onnx_out
+
+
+def _float_inputs_for(path: Path, keep: set[str]) -> None:
+    """Give the nodes kept in float their float inputs back.
+
+    ONNX Runtime's quantiser puts one Q/DQ pair on a tensor that any quantised node reads, and every
+    reader gets the dequantised copy, the excluded ones too: a convolution left out beside a quantised
+    sibling (LUT-Fuse's two input convolutions share ``vi``) still saw INT8 input. Each excluded node
+    is rewired to the tensor its QuantizeLinear read; pairs no node reads any more are dropped. A graph
+    edit on the quantiser's output, not a quantiser: the scales and the quantised nodes are untouched."""
+    import onnx
+
+    model = onnx.load(str(path))
+    nodes = model.graph.node
+    producer = {o: n for n in nodes for o in n.output}
+    inits = {i.name for i in model.graph.initializer}
+
+    def float_source(tensor: str) -> str | None:
+        dq = producer.get(tensor)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or q.input[0] in inits:
+            return None  # not an activation's Q/DQ (weights are initializers, already float for these)
+        return str(q.input[0])
+
+    for n in nodes:
+        if n.name in keep:
+            for i, t in enumerate(n.input):
+                src = float_source(t)
+                if src is not None:
+                    n.input[i] = src
+    while True:  # drop Q/DQ nodes nothing reads any more
+        read = {t for n in nodes for t in n.input} | {o.name for o in model.graph.output}
+        dead = [n for n in nodes if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not set(n.output) & read]
+        if not dead:
+            break
+        for n in dead:
+            nodes.remove(n)
+    read = {t for n in nodes for t in n.input}
+    unread = [i for i in model.graph.initializer if i.name not in read]
+    for i in unread:  # scales and zero points of the dropped pairs
+        model.graph.initializer.remove(i)
+    onnx.save(model, str(path))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ONNX Runtime's quantiser prints calibration progress to stdout and logs pre-processing advice on
+    the root logger at WARNING: neither is the user's business during a build."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(StringIO()):
+            yield
+    finally:
+        logging.disable(previous)
 
 
 def write_list(pairs: Sequence[tuple[Path, Path]], out: Path, header: str = "") -> None:

@@ -50,6 +50,8 @@ IDENTITY = (
     "workspace_gib",
     "dla_core",
     "calibration_digest",
+    "check_digest",
+    "int8_tolerance",
     "compute_capability",
     "tensorrt_major",
     "version_compatible",
@@ -80,6 +82,8 @@ def new_manifest(**fields: Any) -> dict[str, Any]:
         "dla_core": None,
         "calibration_digest": None,
         "calibration_cache": None,
+        "check_digest": None,  # INT8 Q/DQ: the pairs the quantised graph was measured on (never calibrated on)
+        "int8_tolerance": None,  # INT8 Q/DQ: the --int8-tolerance it was held to (int8_check: what it measured)
         "compute_capability": None,
         "gpu_name": None,
         "tensorrt_version": None,

@@ -8,9 +8,12 @@ contract is not.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from lutfuse_deploy import MODEL_KINDS
 from lutfuse_deploy.engines.precision import GraphNode, fp32_guard
@@ -233,6 +236,31 @@ def check_shapes(info: OnnxInfo, shapes: ShapeProfile) -> None:
                 raise InputError(f"mmdrfuse-teacher needs even width and height; --shapes has {size_text(hw)}")
 
 
+def _shaped_graph(path: Path, hw: tuple[int, int]) -> Any | None:
+    """The graph with batch 1 and size ``hw`` (H, W) on its image inputs, shapes inferred; None when
+    ONNX shape inference cannot follow it."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4:
+            dims[0].dim_value, dims[2].dim_value, dims[3].dim_value = 1, hw[0], hw[1]
+    try:
+        return onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+    except (onnx.shape_inference.InferenceError, ValueError):
+        return None
+
+
+def _static_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for v in list(graph.value_info) + list(graph.input) + list(graph.output):
+        t = v.type.tensor_type
+        if t.elem_type and all(d.HasField("dim_value") for d in t.shape.dim):
+            shapes[v.name] = tuple(d.dim_value for d in t.shape.dim)
+    return shapes
+
+
 def largest_layer_bytes(info: OnnxInfo, hw: tuple[int, int]) -> int:
     """Bytes of the inputs and outputs of the graph's largest node at batch 1 and size ``hw`` (H, W),
     from ONNX shape inference: what any engine must hold at once for that node, before workspace.
@@ -242,25 +270,45 @@ def largest_layer_bytes(info: OnnxInfo, hw: tuple[int, int]) -> int:
     """
     import onnx
 
-    model = onnx.load(str(info.path))
-    for value in model.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        if len(dims) == 4:
-            dims[0].dim_value, dims[2].dim_value, dims[3].dim_value = 1, hw[0], hw[1]
-    try:
-        graph = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
-    except (onnx.shape_inference.InferenceError, ValueError):
+    graph = _shaped_graph(info.path, hw)
+    if graph is None:
         return 0  # unknown: nothing to refuse on
-    sizes: dict[str, int] = {}
-    for v in list(graph.value_info) + list(graph.input) + list(graph.output):
-        t = v.type.tensor_type
-        if t.elem_type and all(d.HasField("dim_value") for d in t.shape.dim):
-            n = 1
-            for d in t.shape.dim:
-                n *= d.dim_value
-            sizes[v.name] = n * onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).itemsize
+    types = {v.name: v.type.tensor_type.elem_type for v in list(graph.value_info) + list(graph.input) + list(graph.output)}
+    sizes = {
+        name: int(np.prod(shape)) * onnx.helper.tensor_dtype_to_np_dtype(types[name]).itemsize
+        for name, shape in _static_shapes(graph).items()
+    }
     inits = {i.name for i in graph.initializer}
     return max(
         (sum(sizes.get(t, 0) for t in (*n.input, *n.output) if t and t not in inits) for n in graph.node),
         default=0,
     )
+
+
+def node_macs(path: Path, hw: tuple[int, int], names: Iterable[str]) -> dict[str, int]:
+    """Multiply-accumulates of each named Conv/ConvTranspose/MatMul/Gemm node at batch 1 and size
+    ``hw``: the speed weight of a layer that stays in float instead of INT8 (0 where shapes are unknown).
+
+    Hand-written for the same reason as ``largest_layer_bytes``: no TensorRT here to ask."""
+    wanted = set(names)
+    graph = _shaped_graph(path, hw)
+    if graph is None:
+        return dict.fromkeys(wanted, 0)
+    shapes = _static_shapes(graph)
+    shapes.update({i.name: tuple(i.dims) for i in graph.initializer})
+    out: dict[str, int] = {}
+    for n in graph.node:
+        if n.name not in wanted:
+            continue
+        w, y = shapes.get(n.input[1]) if len(n.input) > 1 else None, shapes.get(n.output[0])
+        if w is None or y is None:
+            out[n.name] = 0
+        elif n.op_type == "Conv":
+            out[n.name] = int(np.prod(y)) * int(np.prod(w[1:]))
+        elif n.op_type == "ConvTranspose":
+            x = shapes.get(n.input[0])
+            out[n.name] = int(np.prod(x)) * int(np.prod(w[1:])) if x else 0
+        else:  # MatMul / Gemm: output elements x the shared dimension (Gemm's transB flips the weight)
+            trans_b = any(a.name == "transB" and a.i for a in n.attribute)
+            out[n.name] = int(np.prod(y)) * int(w[-1] if trans_b else w[-2] if len(w) > 1 else w[0])
+    return out

@@ -1,8 +1,8 @@
 """Deployment targets are data: ``recipes/targets/*.yaml``, loaded and validated here.
 
 A target names a device class (compute capability, the TensorRT major it ships, memory, DLA) and
-the defaults a build uses there (precision, shape profile, workspace). ``--target auto`` reads
-the local GPU and picks the target with the same compute capability. Image sizes are written
+the defaults a build uses there (precision, shape profile, workspace); ``--target auto`` lives in
+``engines.local_gpu``, so this module imports nothing else of the package's engines. Image sizes are written
 WIDTHxHEIGHT everywhere (``640x480``), as users and papers write them; ``ShapeProfile`` keeps
 (height, width) pairs inside, in TensorRT's N x C x H x W order. Every key is typed and
 documented once, in ``TARGET_KEYS``; an unknown key or a bad value is a ``ConfigError`` naming it.
@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lutfuse_deploy.errors import ConfigError, EngineError, InputError
+from lutfuse_deploy.errors import ConfigError, InputError
 from lutfuse_deploy.paths import REPO_ROOT
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
@@ -316,9 +314,11 @@ def list_targets() -> list[Target]:
 
 
 def load_target(name: str) -> Target:
-    """A target by name (``recipes/targets/NAME.yaml``), by path to a YAML file, or ``auto``."""
-    if name == "auto":
-        return auto_target()
+    """A target by name (``recipes/targets/NAME.yaml``) or by path to a YAML file.
+
+    ``auto`` (the local GPU's target) is ``engines.local_gpu.resolve_target``: targets are data and
+    know nothing of GPUs or TensorRT.
+    """
     if name.endswith((".yaml", ".yml")) or os.sep in name:
         return load_target_file(Path(name).expanduser())
     path = targets_dir() / f"{name}.yaml"
@@ -326,98 +326,3 @@ def load_target(name: str) -> Target:
         known = ", ".join(target_names()) or "none found"
         raise ConfigError(f"unknown target {name!r}: choose one of {known}, auto, or a path to a target YAML")
     return load_target_file(path)
-
-
-# -- the local GPU ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LocalGpu:
-    name: str
-    compute_capability: str
-    source: str  # "nvidia-smi" or "torch"
-    model: str = ""  # Jetson device-tree model, where there is one
-
-
-def _jetson_model() -> str:
-    try:
-        return Path("/proc/device-tree/model").read_text(errors="replace").strip("\x00\n ")
-    except OSError:
-        return ""
-
-
-def _from_nvidia_smi() -> LocalGpu | None:
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return None
-    try:
-        proc = subprocess.run(
-            [exe, "--query-gpu=name,compute_cap", "--format=csv,noheader", "-i", "0"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    line = proc.stdout.strip().splitlines()[0] if proc.returncode == 0 and proc.stdout.strip() else ""
-    name, _, cc = line.rpartition(",")
-    if not re.fullmatch(r"\s*\d+\.\d+\s*", cc):
-        return None
-    return LocalGpu(name.strip(), cc.strip(), "nvidia-smi", _jetson_model())
-
-
-def _from_torch() -> LocalGpu | None:
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        return None
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    major, minor = torch.cuda.get_device_capability(0)
-    return LocalGpu(torch.cuda.get_device_name(0), f"{major}.{minor}", "torch", _jetson_model())
-
-
-def detect_gpu() -> LocalGpu | None:
-    """GPU 0 of this machine via nvidia-smi, else torch.cuda (Jetson has no nvidia-smi); None if none."""
-    return _from_nvidia_smi() or _from_torch()
-
-
-def match_target(gpu: LocalGpu, targets: list[Target], tensorrt_major: int | None = None) -> Target:
-    """The one target with the GPU's compute capability, narrowed by name and then by the installed
-    TensorRT major where several share it (AGX Orin on JetPack 6 / TensorRT 10 or JetPack 7 / 11)."""
-    same_cc = [t for t in targets if t.compute_capability == gpu.compute_capability]
-    if not same_cc:
-        raise EngineError(
-            f"no target has compute capability {gpu.compute_capability} ({gpu.name}): "
-            f"add a YAML to {targets_dir()} (see `lutfuse-deploy targets`)"
-        )
-    if len(same_cc) == 1:
-        return same_cc[0]
-    label = f"{gpu.name} {gpu.model}".lower()
-    named = [t for t in same_cc if any(s.lower() in label for s in t.gpu_names)]
-    if len(named) == 1:
-        return named[0]
-    same_trt = [t for t in (named or same_cc) if t.tensorrt_major == tensorrt_major]
-    if len(same_trt) == 1:
-        return same_trt[0]
-    names = ", ".join(t.name for t in (named or same_cc))
-    raise EngineError(
-        f"several targets have compute capability {gpu.compute_capability} ({names}) and the GPU "
-        f"name {gpu.name!r} does not pick one: pass --target NAME"
-    )
-
-
-def auto_target() -> Target:
-    gpu = detect_gpu()
-    if gpu is None:
-        raise EngineError(
-            "--target auto needs a local NVIDIA GPU and found none (no nvidia-smi, torch.cuda unavailable): "
-            "name a target instead, e.g. --target orin-nx (list: lutfuse-deploy targets)"
-        )
-    from lutfuse_deploy.engines.tensorrt import major_of, tensorrt_version
-
-    version = tensorrt_version()
-    return match_target(gpu, list_targets(), major_of(version) if version else None)

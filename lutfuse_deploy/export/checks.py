@@ -14,7 +14,7 @@ from typing import Any
 
 from lutfuse_deploy.errors import ExportError, InputError, MissingDependency
 
-TARGETS = ("tensorrt", "onnxruntime")
+TARGETS = ("tensorrt", "onnxruntime", "openvino")  # every backend that runs an .onnx, and TensorRT's parser
 # Operators marked supported in onnx/onnx-tensorrt docs/operators.md (TensorRT 10.x, opsets 9-24).
 TENSORRT_OPS = frozenset({
     "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Asinh", "Atan", "Atanh",
@@ -213,6 +213,19 @@ def check_ort_session(path: Path) -> str | None:
     return None
 
 
+def check_openvino_compile(path: Path) -> str | None:
+    """OpenVINO reads the graph and compiles it for the CPU, as ``fuse --backend openvino`` will."""
+    try:
+        import openvino
+    except ImportError:
+        raise MissingDependency("openvino", "openvino") from None
+    try:
+        openvino.Core().compile_model(openvino.Core().read_model(str(path)), "CPU")
+    except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses per frontend
+        raise ExportError(f"openvino cannot compile it: {str(exc).strip().splitlines()[0][:300]}") from None
+    return None
+
+
 # -- drivers ---------------------------------------------------------------------------------------
 def _run(name: str, fn: Callable[[], Any], results: list[CheckResult]) -> Any:
     try:
@@ -255,8 +268,10 @@ def run_checks(path: str | Path, target: str = "tensorrt") -> list[CheckResult]:
         _run("reduce axes", lambda: check_reduce_axes(graph), results)
         _run("types", lambda: check_types(graph), results)
         _run("dynamic dims", lambda: check_dynamic_dims(graph), results)
-    else:
+    elif target == "onnxruntime":
         _run("onnxruntime session", lambda: check_ort_session(p), results)
+    else:
+        _run("openvino compile", lambda: check_openvino_compile(p), results)
     return results
 
 

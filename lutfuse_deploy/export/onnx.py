@@ -18,6 +18,7 @@ from lutfuse_deploy import __version__
 from lutfuse_deploy.errors import ExportError, MissingDependency
 from lutfuse_deploy.export import lowering as lowerings
 from lutfuse_deploy.export.graph import graph_module, size_multiple
+from lutfuse_deploy.runtime.base import baked_tanh_map
 
 FORMAT = "lutfuse-deploy/onnx-v1"
 DEFAULT_OPSET = 17
@@ -203,6 +204,9 @@ def torch_to_onnx(
     if the_rig is not None:
         props["rig"] = json.dumps(the_rig.to_dict())
         props["dynamic"] = "false"
+    tanh_map = baked_tanh_map(kind, io, {})  # uint8 MMDRFuse: the 8-bit mapping is part of the graph
+    if tanh_map:
+        props["tanh_to_8bit"] = tanh_map
     sidecar_path = out.with_suffix(".json")
     with atomic_path(out) as tmp:
         trace_graph(graph_module(model, lowering_name, io, the_rig), tmp, kind, io, opset, hw, multiple, the_rig)
@@ -231,7 +235,7 @@ def torch_to_onnx(
             "source": {"path": str(source), "sha256": props["source_sha256"],
                        "weights_sha256": props["weights_sha256"]},
             "opset": opset, "lowering": lowering_name,
-            "io": io, "dynamic": hw is None and the_rig is None,
+            "io": io, "tanh_to_8bit": tanh_map, "dynamic": hw is None and the_rig is None,
             "size_multiple": multiple, **_io_spec(kind, io, hw, the_rig), "simplified": simplified,
             **({"rig": {**the_rig.to_dict(), "path": str(rig), "out_size": list(the_rig.out_size),
                         "outside": OUTSIDE_POLICY}} if the_rig is not None else {}),

@@ -111,7 +111,7 @@ def onnx_repository(onnx_path: str | Path, repo: str | Path, name: str | None = 
     inputs, outputs = graph_tensors(onnx_path)
     if not all(t.dims and t.dims[0] == -1 for t in inputs + outputs):
         max_batch_size = 0  # a static batch: Triton must not add its own
-    name = _name(name or onnx_path.stem)
+    name = check_model_name(name or onnx_path.stem)
     text = model_config(name, "onnxruntime_onnx", inputs, outputs, max_batch_size, instances)
     validate_config(text, inputs, outputs)
     return _write(Path(repo) / name, text, {"model.onnx": onnx_path})
@@ -134,7 +134,7 @@ def engine_repository(engine: str | Path, manifest: dict[str, Any], onnx_path: s
         return Tensor(t.name, t.data_type, (1, t.dims[1], *(t.dims[2:] if fixed else hw)))
 
     inputs, outputs = [engine_dims(t) for t in inputs], [engine_dims(t) for t in outputs]
-    name = _name(name or Path(engine).stem)
+    name = check_model_name(name or Path(engine).stem)
     text = model_config(name, "tensorrt_plan", inputs, outputs, 0, instances)
     validate_config(text, inputs, outputs)
     from lutfuse_deploy.io.files import write_json_atomic
@@ -145,7 +145,8 @@ def engine_repository(engine: str | Path, manifest: dict[str, Any], onnx_path: s
         return _write(Path(repo) / name, text, {"model.plan": Path(engine), "manifest.json": side})
 
 
-def _name(name: str) -> str:
+def check_model_name(name: str) -> str:
+    """A Triton model name (the repository's folder name), refused before any work when unusable."""
     if not NAME_RE.match(name):
         raise ExportError(f"Triton model name {name!r}: use letters, digits, '_', '-' and '.' only")
     return name

@@ -19,13 +19,19 @@ class Pairing:
     vi_frames: int = 0
     ir_left: list[int] | None = None
     vi_left: list[int] | None = None
+    rates: tuple[Fraction | None, Fraction | None] = (None, None)  # (ir, vi) frames per second
 
     def leftover(self, ir: Path, vi: Path) -> str | None:
         parts = [f"{_span(left)} of {path.name}" for left, path in ((self.ir_left, ir), (self.vi_left, vi)) if left]
         if not parts:
             return None
-        return (f"{ir.name} has {self.ir_frames} frames and {vi.name} {self.vi_frames}: fused {self.pairs}, "
-                f"left {' and '.join(parts)} unfused")
+        tail = f"fused {self.pairs}, left {' and '.join(parts)} unfused"
+        ir_rate, vi_rate = self.rates
+        if ir_rate and vi_rate and ir_rate != vi_rate:  # frame counts differ anyway: the durations are the cause
+            return (f"{ir.name} lasts {self.ir_frames / float(ir_rate):.3g} s ({self.ir_frames} frames at "
+                    f"{float(ir_rate):.6g} fps) and {vi.name} {self.vi_frames / float(vi_rate):.3g} s ({self.vi_frames} "
+                    f"frames at {float(vi_rate):.6g} fps): different durations; {tail}")
+        return f"{ir.name} has {self.ir_frames} frames and {vi.name} {self.vi_frames}: {tail}"
 
 
 def _span(idx: list[int]) -> str:

@@ -28,6 +28,8 @@ from lutfuse_deploy.runtime.base import same_size
 #: (IR width, height), (visible width, height) -> why they cannot be fused together, or None
 #: (``Runner.check_pair_sizes``).
 PairCheck = Callable[[tuple[int, int], tuple[int, int]], "str | None"]
+#: (width, height) of a pair about to be read -> raises ``InputError`` when it would not fit in memory.
+MemoryCheck = Callable[[tuple[int, int]], None]
 
 
 def _wh(image: np.ndarray) -> tuple[int, int]:
@@ -43,6 +45,7 @@ class Pair:
     ir: np.ndarray | None = None
     vi: np.ndarray | None = None
     error: str | None = None
+    looks_swapped: bool = False  # colour IR with a gray visible image
     t: float | None = None  # capture time on this host's monotonic clock (live cameras), for latency
 
 
@@ -67,6 +70,7 @@ class FolderSource:
     vi_mode: str = "RGB"
     ir16: str = "refuse"
     check: PairCheck = same_size
+    memory: MemoryCheck | None = None
     unit: str = "pair"
     skips_bad: bool = True
     live: bool = False
@@ -82,8 +86,10 @@ class FolderSource:
     def read(self, pair: ImagePair) -> Pair:
         where = f"{pair.ir} and {pair.vi}"
         try:
-            ir, vi = read_pair(pair, vi_mode=self.vi_mode, ir16=self.ir16)
-            ir_wh, vi_wh = _wh(ir), _wh(vi)
+            if self.memory is not None:
+                self._check_memory(pair, self.memory)
+            images = read_pair(pair, vi_mode=self.vi_mode, ir16=self.ir16, check_swap=True)
+            ir_wh, vi_wh = _wh(images.ir), _wh(images.vi)
             why = self.check(ir_wh, vi_wh)
             if why is not None:
                 raise InputError(f"{pair.name}: size mismatch, ir {pair.ir.name} is {ir_wh[0]}x{ir_wh[1]} but "
@@ -93,7 +99,32 @@ class FolderSource:
                 raise InputError(f"{pair.name}: image is {small[0]}x{small[1]}, smaller than 3x3")
         except LutfuseError as exc:
             return Pair(pair.name, where, error=str(exc))
-        return Pair(pair.name, where, ir, vi)
+        return Pair(pair.name, where, images.ir, images.vi, looks_swapped=images.looks_swapped)
+
+    @staticmethod
+    def _check_memory(pair: ImagePair, memory: MemoryCheck) -> None:
+        """Before decoding: the larger image of the pair (the visible one's size is the output's with a
+        rig) against the memory there is; the error names that file."""
+        sized = [(s, p) for p in (pair.ir, pair.vi) if (s := header_size(p)) is not None]
+        if not sized:
+            return
+        size, path = max(sized, key=lambda sp: sp[0][0] * sp[0][1])
+        try:
+            memory(size)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
+
+
+def header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the image header only, nothing decoded (EXIF rotation does not change
+    the pixel count); None when it cannot be read (the reader then reports the file)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception:  # noqa: BLE001 - unreadable files are reported by the reader, with the reason
+        return None
 
 
 def check_streams(ir: VideoInfo, vi: VideoInfo, resample_to: str | None, check: PairCheck = same_size) -> Fraction:
@@ -132,7 +163,7 @@ class VideoSource:
         self.rate = check_streams(self.ir, self.vi, resample_to, check)
         self.vi_mode, self.ir16, self.resample_to, self.check = vi_mode, ir16, resample_to, check
         self.total: int | None = (self.ir if resample_to != "vi" else self.vi).frames or None
-        self.stats = Pairing()
+        self.stats = Pairing(rates=(self.ir.rate, self.vi.rate))
 
     @property
     def size(self) -> tuple[int, int]:
@@ -156,7 +187,7 @@ class VideoSource:
                 if why is not None:
                     raise InputError(f"frame {index}: {self.ir.path.name} is {a.shape[1]}x{a.shape[0]} but "
                                      f"{self.vi.path.name} is {b.shape[1]}x{b.shape[0]} ({why})")
-                yield Pair(f"{index:06d}", f"frame {index}", a, b)
+                yield Pair(f"{index:06d}", f"frame {index} of {self.ir.path.name} and {self.vi.path.name}", a, b)
         finally:
             ir_frames.close()
             vi_frames.close()

@@ -178,6 +178,27 @@ def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def read_yaml(path: str | os.PathLike[str], error: type[Exception], what: str) -> Any:
+    """A YAML file's content; one ``error`` naming the file (missing, unreadable, or the line where the
+    YAML breaks) otherwise. ``what`` names the file for people ("recipe", "rig file")."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{p}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
+        raise error(f"{p}: cannot read the {what} ({reason})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise error(f"{p}: not valid YAML{at}") from None
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -18,6 +18,7 @@ from lutfuse_deploy.io.files import atomic_path
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 IR16_MODES = ("refuse", "minmax", "percentile", "linear")
+IR16_COMMANDS = "fuse, evaluate and compare"  # the commands with --ir16 (a test keeps this true)
 MIN_SIDE = 3
 Image.MAX_IMAGE_PIXELS = 1 << 28  # 16k x 16k: larger is refused, not silently decoded
 
@@ -76,12 +77,14 @@ def normalise_16bit(raw: np.ndarray, mode: str) -> np.ndarray:
 def read_ir(path: str | Path, ir16: str = "refuse") -> np.ndarray:
     """IR as uint8 H x W. RGB-stored IR becomes gray with PIL's luma (R=G=B stays exact)."""
     path = Path(path)
-    img = _open(path)
+    return _ir_array(_open(path), path, ir16)
+
+
+def _ir_array(img: Image.Image, path: Path, ir16: str) -> np.ndarray:
     if _is_16bit(img):
         if ir16 == "refuse":
-            raise InputError(
-                f"{path}: 16-bit IR image; choose a conversion with --ir16 minmax|percentile|linear"
-            )
+            raise InputError(f"{path}: 16-bit IR image; map it to 8 bits with --ir16 minmax|percentile|linear "
+                             f"({IR16_COMMANDS} take it)")
         if ir16 not in IR16_MODES:
             raise InputError(f"unknown --ir16 mode {ir16!r}; choose one of {', '.join(IR16_MODES)}")
         return normalise_16bit(np.asarray(img), ir16)
@@ -93,21 +96,49 @@ def read_ir(path: str | Path, ir16: str = "refuse") -> np.ndarray:
 def read_vi(path: str | Path, mode: str = "RGB") -> np.ndarray:
     """Visible as uint8 H x W x 3 (``RGB``; gray replicated) or H x W (``L``, PIL 601-2 luma)."""
     path = Path(path)
-    img = _open(path)
+    return _vi_array(_open(path), path, mode)
+
+
+def _vi_array(img: Image.Image, path: Path, mode: str) -> np.ndarray:
     if _is_16bit(img) or img.mode in ("F", "I;32"):
         raise InputError(f"{path}: visible image must be 8-bit, got PIL mode {img.mode}")
     rgb = img.convert("RGB")
     return np.asarray(rgb if mode == "RGB" else rgb.convert("L"), dtype=np.uint8)
 
 
-def read_pair(pair: ImagePair, vi_mode: str = "RGB", ir16: str = "refuse") -> tuple[np.ndarray, np.ndarray]:
-    """Read one pair, sizes unchecked: whether they fit together is the fusing runner's rule."""
-    return read_ir(pair.ir, ir16=ir16), read_vi(pair.vi, mode=vi_mode)
+#: Mean absolute difference between colour channels (0..255) above which an image holds colour:
+#: a gray picture saved as RGB JPEG keeps channels within about one level of each other.
+COLOUR_SPREAD = 2.0
+
+
+def has_colour(img: Image.Image) -> bool:
+    """Whether an image shows colour; RGB files whose channels (nearly) agree are gray."""
+    if img.mode in ("1", "L", "LA", "La", "I", "F") or _is_16bit(img):
+        return False
+    rgb = np.asarray(img.convert("RGB"))[::4, ::4].astype(np.int16)  # every 16th pixel tells
+    spread = max(float(np.abs(rgb[..., 0] - rgb[..., 1]).mean()), float(np.abs(rgb[..., 1] - rgb[..., 2]).mean()))
+    return spread > COLOUR_SPREAD
+
+
+@dataclass(frozen=True)
+class PairImages:
+    ir: np.ndarray
+    vi: np.ndarray
+    looks_swapped: bool  # a colour IR image with a gray visible one: --ir and --vi probably exchanged
+
+
+def read_pair(pair: ImagePair, vi_mode: str = "RGB", ir16: str = "refuse", check_swap: bool = False) -> PairImages:
+    """Read one pair, sizes unchecked: whether they fit together is the fusing runner's rule.
+    ``check_swap`` also looks at the colours (``looks_swapped``)."""
+    ir_img, vi_img = _open(pair.ir), _open(pair.vi)
+    swapped = check_swap and not has_colour(vi_img) and has_colour(ir_img)
+    return PairImages(_ir_array(ir_img, pair.ir, ir16), _vi_array(vi_img, pair.vi, vi_mode), swapped)
 
 
 def load_pair(pair: ImagePair, vi_mode: str = "RGB", ir16: str = "refuse") -> tuple[np.ndarray, np.ndarray]:
     """Read one pair and check that it can be fused (same size, at least 3 x 3)."""
-    ir, vi = read_pair(pair, vi_mode=vi_mode, ir16=ir16)
+    images = read_pair(pair, vi_mode=vi_mode, ir16=ir16)
+    ir, vi = images.ir, images.vi
     if ir.shape[:2] != vi.shape[:2]:
         raise InputError(
             f"{pair.name}: size mismatch, ir {pair.ir.name} is {ir.shape[1]}x{ir.shape[0]} but "
@@ -171,10 +202,11 @@ def find_pairs(ir: str | Path, vi: str | Path) -> tuple[list[ImagePair], list[st
     return pairs, problems
 
 
-def save_png(path: str | Path, image: np.ndarray) -> None:
-    """Write a uint8 H x W or H x W x 3 array as PNG, atomically."""
+def save_png(path: str | Path, image: np.ndarray, compress_level: int = 6) -> None:
+    """Write a uint8 H x W or H x W x 3 array as PNG, atomically. ``compress_level`` is zlib's
+    (0-9; PIL's default 6); any level holds the same pixels."""
     with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")
+        Image.fromarray(image).save(tmp, format="PNG", compress_level=compress_level)
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:

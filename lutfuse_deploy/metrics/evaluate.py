@@ -34,8 +34,8 @@ def _fused_index(fused: Path) -> dict[str, list[Path]]:
     return index
 
 
-def _evaluate_one(pair: ImagePair, fused_path: Path, ssim_data_range: float) -> dict[str, float]:
-    ir, vi = load_pair(pair, vi_mode="L")  # checks the ir/vi sizes
+def _evaluate_one(pair: ImagePair, fused_path: Path, ssim_data_range: float, ir16: str) -> dict[str, float]:
+    ir, vi = load_pair(pair, vi_mode="L", ir16=ir16)  # checks the ir/vi sizes
     fused = read_vi(fused_path, mode="L")  # gray stays gray, RGB gets the same luma as VI
     if fused.shape != ir.shape:
         raise ValueError(
@@ -58,8 +58,12 @@ def evaluate_folders(
     fused: str | os.PathLike[str],
     ssim_data_range: float = 2.0,
     progress: bool = True,
+    ir16: str = "refuse",
 ) -> tuple[Report, list[str]]:
     """Pair ``ir``/``vi``/``fused`` by file stem and compute every metric per pair.
+
+    ``ir16`` maps 16-bit IR to the 8 bits the metrics read, as ``fuse --ir16`` did before fusing
+    (the same mode gives the same IR image the fused one was made from).
 
     Returns ``({"per_image": {name: {metric: value}}, "mean": {metric: value}}, problems)``;
     ``problems`` holds one line per pair that was skipped (unpaired, missing or ambiguous fused
@@ -89,7 +93,7 @@ def evaluate_folders(
             problems.append(f"{pair.name}: several fused images match ({names})")
             continue
         try:
-            per_image[pair.name] = _evaluate_one(pair, candidates[0], ssim_data_range)
+            per_image[pair.name] = _evaluate_one(pair, candidates[0], ssim_data_range, ir16)
         except (LutfuseError, OSError, ValueError) as exc:
             msg = str(exc)
             problems.append(msg if msg.startswith(f"{pair.name}:") else f"{pair.name}: {msg}")

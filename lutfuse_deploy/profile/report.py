@@ -266,8 +266,17 @@ class RoundProgress:
 # -- plot ------------------------------------------------------------------------------------------
 def write_plot(path: str | Path, results: Sequence[Measurement]) -> None:
     """PNG: p50 latency vs megapixels per runner (band min..p95), and histograms at the largest size."""
+    fig = plot_figure(results)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+
+
+def plot_figure(results: Sequence[Measurement]) -> Any:
+    """The figure ``write_plot`` saves. The min..p95 range is an error bar at every size (a band
+    between sizes has no width when one size was measured); histogram counts are whole numbers."""
     try:
         from matplotlib.figure import Figure  # object API: no pyplot global state, no display needed
+        from matplotlib.ticker import MaxNLocator
     except ImportError as exc:
         raise MissingDependency("matplotlib", "plot") from exc
     if not results:
@@ -280,8 +289,11 @@ def write_plot(path: str | Path, results: Sequence[Measurement]) -> None:
             (m for m in results if _label(m, results) == label), key=lambda m: m.resolution.megapixels
         )
         mp = [m.resolution.megapixels for m in rows]
-        ax_lat.plot(mp, [m.stats.p50_ms for m in rows], marker="o", label=label)
-        ax_lat.fill_between(mp, [m.stats.min_ms for m in rows], [m.stats.p95_ms for m in rows], alpha=0.2)
+        p50 = np.array([m.stats.p50_ms for m in rows])
+        low, high = np.array([m.stats.min_ms for m in rows]), np.array([m.stats.p95_ms for m in rows])
+        bars = ax_lat.errorbar(mp, p50, yerr=[p50 - low, high - p50], marker="o", capsize=4, label=label)
+        if len(rows) > 1:
+            ax_lat.fill_between(mp, low, high, alpha=0.2, color=bars.lines[0].get_color())
     ax_lat.set(xlabel="megapixels", ylabel="latency p50 (ms), band min..p95", title="latency vs image size")
     ax_lat.set_yscale("log")
     ax_lat.grid(True, which="both", alpha=0.3)
@@ -295,7 +307,7 @@ def write_plot(path: str | Path, results: Sequence[Measurement]) -> None:
     for m in at:
         ax_hist.hist(m.samples_ms, bins=bins, histtype="step", linewidth=1.5, label=_label(m, results))
     ax_hist.set_xscale("log")
+    ax_hist.yaxis.set_major_locator(MaxNLocator(integer=True))  # iterations are counted, never fractional
     ax_hist.set(xlabel="latency (ms)", ylabel="iterations", title=f"latency histogram at {largest}")
     ax_hist.legend(fontsize="small")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    return fig

@@ -154,12 +154,17 @@ class Settings:
         if self.rounds < 1:
             raise ConfigError(f"rounds must be >= 1, got {self.rounds}")
 
+    @property
+    def rounds_run(self) -> int:
+        """Rounds per resolution that actually run: --iters N below ``rounds`` runs N rounds of one."""
+        return min(self.rounds, self.iters) if self.iters is not None else self.rounds
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "warmup": self.warmup,
             "iters": self.iters,
             "duration_s": self.duration,
-            "rounds": self.rounds,
+            "rounds": self.rounds_run,
         }
 
 
@@ -259,10 +264,10 @@ def run_interleaved(lanes: Sequence[Lane], settings: Settings, meter: Meter | No
 def _time_rounds(lanes: Sequence[Lane], settings: Settings, meter: Meter,
                  on_round: RoundHook | None) -> list[Load | None]:
     if settings.iters is not None:
-        plan: list[dict[str, Any]] = [{"count": c} for c in _chunk_sizes(settings.iters, settings.rounds)]
+        plan: list[dict[str, Any]] = [{"count": c} for c in _chunk_sizes(settings.iters, settings.rounds_run)]
     else:
         assert settings.duration is not None
-        plan = [{"min_ms": settings.duration * 1000.0 / settings.rounds}] * settings.rounds
+        plan = [{"min_ms": settings.duration * 1000.0 / settings.rounds_run}] * settings.rounds_run
     loads: list[Load | None] = []
     for r, chunk in enumerate(plan):
         meter.start()

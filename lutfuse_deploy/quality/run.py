@@ -149,7 +149,7 @@ def evaluate_set(
     from lutfuse_deploy.metrics.noise import flat_noise
 
     res = SetResult(name, len(pairs))
-    for i, pair in enumerate(tqdm(pairs, desc=name, unit="pair", disable=not progress, leave=False)):
+    for i, pair in enumerate(tqdm(pairs, desc=name, unit="pair", disable=None if progress else True, leave=False)):
         ir, rgb = _even(*load_pair(pair, vi_mode="RGB"))
         gray = to_gray(rgb)
         outputs: dict[str, np.ndarray] = {}

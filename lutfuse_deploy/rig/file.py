@@ -224,22 +224,9 @@ def rig_from_dict(data: Any, source: str = "rig") -> Rig:
 
 def load_rig(path: str | Path) -> Rig:
     """Read and validate ``rig.yaml``."""
-    import yaml
+    from lutfuse_deploy.io.files import read_yaml
 
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RigError(f"{path}: no such rig file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RigError(f"{path}: cannot read the rig file ({exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise RigError(f"{path}: not valid YAML{line}") from None
-    return rig_from_dict(data, str(path))
+    return rig_from_dict(read_yaml(path, RigError, "rig file"), str(path))
 
 
 def save_rig(rig: Rig, path: str | Path) -> Path:

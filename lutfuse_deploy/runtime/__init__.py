@@ -20,13 +20,37 @@ ARTIFACTS = {
 
 
 def check_artifact(model: str | Path, backend: str) -> None:
-    """Refuse a file the backend cannot load, naming the file type it needs."""
+    """Refuse a path the backend cannot load, saying what it is and what the backend needs."""
     path = Path(model)
     if backend not in ARTIFACTS or path.is_dir() and backend == "torch":
         return
     suffixes, needs = ARTIFACTS[backend]
-    if path.suffix.lower() not in suffixes:
-        raise InputError(f"{path}: the {backend} backend runs {needs}, not a {path.suffix or 'suffix-less'} file")
+    if path.is_dir() or path.suffix.lower() not in suffixes:
+        raise InputError(f"{path}: the {backend} backend runs {needs}; this is {describe_path(path)}")
+
+
+def describe_path(path: Path) -> str:
+    """What a --model path is, in words: a build bundle (and its engine), a folder, a missing or typed file."""
+    if path.is_dir():
+        if (path / "manifest.json").is_file():
+            return f"a build bundle folder{_bundle_engine(path)}"
+        return "a folder"
+    if not path.exists():
+        return "not an existing file"
+    return f"a {path.suffix} file" if path.suffix else "a file with no suffix"
+
+
+def _bundle_engine(folder: Path) -> str:
+    import json
+
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        engine = manifest.get("engine_file") or f"{manifest['model']}.engine"
+    except (OSError, ValueError, AttributeError, KeyError):
+        return ""
+    if (folder / str(engine)).is_file():
+        return f" (its engine: --model {folder / str(engine)})"
+    return f" with no engine built yet (its build.sh makes {engine} on the device)"
 
 
 def create_runner(model: str | Path, backend: str = "torch", **options: object) -> Runner:

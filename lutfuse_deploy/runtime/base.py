@@ -125,3 +125,31 @@ class Runner(ABC):
     @abstractmethod
     def infer_impl(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         """Run the model on already checked inputs."""
+
+
+
+def baked_tanh_map(kind: str, io: str, metadata: dict[str, Any]) -> str | None:
+    """The tanh-to-8-bit mapping a uint8 MMDRFuse graph or engine has built in; None where fuse chooses.
+
+    A uint8 graph rounds ``tanh * 255`` clamped to 0..255 (``clip``): export records it as
+    ``tanh_to_8bit``; graphs exported before the record existed can only hold ``clip``.
+    """
+    if kind == "lutfuse" or io != "uint8":
+        return None
+    return str(metadata.get("tanh_to_8bit") or "clip")
+
+
+def output_tanh_map(runner: Runner, requested: str, explicit: bool) -> tuple[str, str | None]:
+    """(the mapping fuse applies, a note or None): the graph's own where it has one built in.
+
+    An explicit ``--tanh-to-8bit`` that differs from the built-in mapping is refused: it could not
+    be honoured, and the output would silently differ from the PyTorch run of the same command.
+    """
+    baked = baked_tanh_map(runner.kind, runner.io, runner.metadata)
+    if baked is None or baked == requested:
+        return requested, None
+    if explicit:
+        raise InputError(f"--tanh-to-8bit {requested}: this uint8 {runner.kind} model has the {baked} mapping "
+                         f"built in at export; export it with --io float to choose the mapping when fusing")
+    return baked, (f"this uint8 {runner.kind} model maps tanh to 8 bits with {baked} (built in at export), "
+                   f"not the default {requested}; export with --io float for {requested}")

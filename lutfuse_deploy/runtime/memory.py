@@ -76,15 +76,18 @@ def largest_image(paths: list[Path]) -> tuple[int, int] | None:
     return best
 
 
-def check_memory(kind: str, backend: str, device: str, size: tuple[int, int] | None) -> None:
+def check_memory(kind: str, backend: str, device: str, size: tuple[int, int] | None,
+                 available: float | None = None) -> None:
     """Refuse a run whose estimated peak exceeds the available memory, with one line saying so.
 
     CPU runs only: GPU memory is the device's (TensorRT profiles are checked when built).
+    ``available``: MiB measured once before a run, so pairs checked during it are not compared with
+    what the run itself already holds (the estimate counts the whole process).
     """
     if size is None or not str(device).startswith("cpu"):
         return
     need = estimate_mib(kind, backend, *size)
-    have = available_mib()
+    have = available_mib() if available is None else available
     if need is None or have is None or need <= have:
         return
     raise InputError(

@@ -47,6 +47,10 @@ class TrtRunner(Runner):
         self.manifest = read_manifest(manifest_for_engine(self.path))
         self.kind = str(self.manifest["kind"])
         self.io = str(self.manifest["io"])
+        if self.manifest.get("rig"):  # an engine built from a rig graph takes the two cameras' raw frames
+            from lutfuse_deploy.rig.file import rig_from_dict
+
+            self.rig = rig_from_dict(self.manifest["rig"], f"{self.path.name} (its manifest's rig)")
         self.metadata = {
             "engine": str(self.path),
             **{

@@ -291,19 +291,10 @@ def _cross_checks(r: Recipe, source: str) -> None:
 
 def load_recipe(path: str | Path, kind: str | None = None) -> Recipe:
     """Read and validate a recipe file; ``kind`` (from the command line) must match the file's."""
-    import yaml
+    from lutfuse_deploy.io.files import read_yaml
 
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read recipe ({exc.strerror or exc})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}: not valid YAML{at}") from None
+    raw = read_yaml(p, ConfigError, "recipe")
     recipe = recipe_from_dict(raw, str(p))
     if kind is not None and recipe.kind != kind:
         raise ConfigError(f"{p}: kind: this recipe trains {recipe.kind!r}, not {kind!r}")

@@ -72,6 +72,11 @@ class RunResult:
     wall_s: float
     log: Path
     val: dict[str, float] = field(default_factory=dict)
+    start_step: int = 0  # where this run began: 0, or the step --resume continued from
+
+    @property
+    def new_steps(self) -> int:
+        return self.steps - self.start_step
 
 
 def check_out_dir(out: Path, resume: bool) -> None:
@@ -223,7 +228,7 @@ class Trainer:
         bar = tqdm(
             total=r.steps,
             initial=self.start_step,
-            disable=not self.progress,
+            disable=None if self.progress else True,  # None: tqdm draws only on a terminal, never into logs
             unit="step",
             desc=f"train {r.kind}",
             dynamic_ncols=True,
@@ -281,4 +286,5 @@ class Trainer:
             self.elapsed,
             self.log_path,
             self.last_val,
+            self.start_step,
         )
