@@ -52,8 +52,9 @@ test: $(STAMP) lint typecheck browser
 	$(MAKE) --no-print-directory gate
 
 # Relative latency budgets on the CPU: the shipped models, exported here with the default export, timed
-# side by side with PyTorch eager of the full LUT-Fuse in one interleaved run (ratios hold on a noisy
-# shared machine; absolute milliseconds do not).
+# side by side with PyTorch eager of the full LUT-Fuse and the upstream LUT-Fuse code itself (--upstream:
+# found in ../shared/reference or $LUTFUSE_REFERENCE; its budgets are skipped, with the reason, where it
+# is absent) in one interleaved run (ratios hold on a noisy shared machine; absolute milliseconds do not).
 GATE := build/gate
 LUT  := lutfuse_deploy/pretrained/lutfuse.safetensors
 FAST := lutfuse_deploy/pretrained/lutfuse-fast.safetensors
@@ -66,7 +67,7 @@ gate: $(STAMP)
 	$(CLI) export --model $(MINI) -o $(GATE)/mini.onnx
 	$(CLI) profile --model $(LUT) --backend torch --model $(GATE)/lut.onnx --backend onnxruntime \
 	    --model $(GATE)/lut-fast.onnx --backend onnxruntime \
-	    --model $(MINI) --backend torch --model $(GATE)/mini.onnx --backend onnxruntime \
+	    --model $(MINI) --backend torch --model $(GATE)/mini.onnx --backend onnxruntime --upstream \
 	    --resolutions 640x480,1280x720 --threads 2 --warmup 1 --iters 5 \
 	    --budget recipes/budgets/ci.yaml --json $(GATE)/profile.json
 

@@ -19,7 +19,8 @@ from scipy import ndimage
 class DemoResult:
     model: str
     size: tuple[int, int]
-    #: per backend: median/min/p90 ms, samples; plus "threads", "ratio" (PyTorch / graph medians) and load
+    #: per backend: median/min/p90 ms, samples; plus "threads", "ratio" (PyTorch / graph medians), load
+    #: and "ratio_to_upstream" (upstream code / each backend, medians) where the upstream code was found
     latency: dict[str, Any]
     metrics: dict[str, dict[str, float]]
     outputs: dict[str, Path]
@@ -106,8 +107,9 @@ def side_by_side(panels: dict[str, np.ndarray], gap: int = 8) -> np.ndarray:
 def run_demo(out_dir: str | Path, height: int = 480, width: int = 640, seed: int = 0, repeats: int = 10,
              threads: int | None = None) -> DemoResult:
     """Make the scene, export the shipped LUT-Fuse with the default export, time that graph in ONNX
-    Runtime beside PyTorch eager (interleaved rounds in one process, load recorded), score the fused
-    image against two naive baselines and write it beside its inputs."""
+    Runtime beside PyTorch eager and, where it is found, the upstream LUT-Fuse code itself
+    (``runtime.upstream``; interleaved rounds in one process, load recorded), score the fused image
+    against two naive baselines and write it beside its inputs."""
     import importlib.util
 
     from lutfuse_deploy.fuse.convert import prepare, to_8bit
@@ -116,6 +118,7 @@ def run_demo(out_dir: str | Path, height: int = 480, width: int = 640, seed: int
     from lutfuse_deploy.io.images import save_png
     from lutfuse_deploy.metrics.fusion import compute_all, to_gray
     from lutfuse_deploy.models.lut import analytic_lutfuse
+    from lutfuse_deploy.profile.lanes import upstream_runner
     from lutfuse_deploy.profile.timing import Resolution, Settings, profile_runners
     from lutfuse_deploy.runtime import create_runner
     from lutfuse_deploy.runtime.cpus import default_threads
@@ -141,10 +144,12 @@ def run_demo(out_dir: str | Path, height: int = 480, width: int = 640, seed: int
         runners.append(create_runner(paths["onnx"], "onnxruntime", threads=threads))
     else:
         notes.append("onnx/onnxruntime not installed (pip install 'lutfuse-deploy[onnx]'): PyTorch timed alone")
+    upstream, upstream_note = upstream_runner(None, threads, "cpu")
+    notes.append(upstream_note if upstream else f"{upstream_note} (no ratio to the official code measured)")
     batch = prepare(ir, vi, "float")
     res = Resolution(width, height)
-    results = profile_runners(runners, [res], Settings(warmup=1, iters=repeats, rounds=repeats),
-                              lambda _res, _runner: batch)
+    results = profile_runners([*runners, *([upstream] if upstream else [])], [res],
+                              Settings(warmup=1, iters=repeats, rounds=repeats), lambda _res, _runner: batch)
     latency: dict[str, Any] = {"threads": threads}
     for m in results:
         latency[m.backend] = {"median_ms": m.stats.p50_ms, "min_ms": m.stats.min_ms, "n": m.stats.n}
@@ -152,8 +157,11 @@ def run_demo(out_dir: str | Path, height: int = 480, width: int = 640, seed: int
     latency["contended_rounds"] = first.contended_rounds
     latency["rounds"] = len(first.round_loads)
     latency["other_cpus"] = first.other_cpus
-    if len(results) > 1:
+    if len(runners) > 1:
         latency["ratio"] = results[0].stats.p50_ms / results[1].stats.p50_ms
+    if upstream:  # upstream median / each lane's median: "x the official code's speed"
+        up = results[-1].stats.p50_ms
+        latency["ratio_to_upstream"] = {m.backend: up / m.stats.p50_ms for m in results[:-1]}
     fused = runners[-1].infer(*batch)[0]  # the exported graph's output when there is one
     fused8 = to_8bit(fused, "lutfuse")
     if len(runners) > 1:

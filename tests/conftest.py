@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,10 @@ from lutfuse_deploy.paths import data_root, reference_root
 
 DATA = data_root()
 REF = reference_root()
+# `fuse --backend auto` (the default) caches exported graphs in the user's cache folder: never the
+# real one in tests. One folder for the session, so each checkpoint is exported once.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="lutfuse-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not found at {DATA} (set LUTFUSE_DATA)")
 needs_reference = pytest.mark.skipif(
     not (REF / "outputs" / "index.json").is_file(), reason=f"official reference files not found at {REF}"

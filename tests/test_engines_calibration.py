@@ -149,3 +149,18 @@ def test_insert_qdq_quantises_convs_only_and_still_runs(tmp_path: Path) -> None:
     got = ort.InferenceSession(str(out)).run(None, feed)[0]
     assert got.shape == ref.shape and np.isfinite(got).all()
     assert np.abs(got - ref).max() < 0.05  # INT8 context net; lookup and colour path untouched
+
+
+def test_insert_qdq_is_quiet(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """ONNX Runtime's quantiser chatter (prints, root-logger warnings) never reaches the user, and
+    the process's logging is left as it was."""
+    import logging
+
+    src = make_onnx(tmp_path / "lut.onnx")
+    data = cal.load_calibration(_folder(tmp_path), vi_channels=3, hw=(30, 40))
+    handlers = list(logging.getLogger().handlers)
+    capfd.readouterr()
+    cal.insert_qdq(src, tmp_path / "lut.qdq.onnx", data, "float", [])
+    out, err = capfd.readouterr()
+    assert out == "" and err == "", (out, err)  # captured output is not a terminal: no bar either
+    assert logging.getLogger().handlers == handlers and not logging.getLogger().manager.disable

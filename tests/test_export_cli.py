@@ -178,6 +178,10 @@ def test_gridsample_export_at_opsets_16_and_19(opset: int, checkpoints: dict[str
     assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == opset
     assert sum(n.op_type == "GridSample" for n in model.graph.node) == 1
     assert json.loads(out.with_suffix(".json").read_text())["simplified"] is False
+    from lutfuse_deploy.cli.export import export_cmd
+
+    lowering = next(p for p in export_cmd.params if p.name == "lowering")
+    assert "one rank-4 GridSample" in (lowering.help or "")  # the help describes the graph it makes
 
 
 def test_bad_model_gives_one_line(tmp_path: Path, no_data: dict[str, str]) -> None:

@@ -301,7 +301,8 @@ def test_ctrl_c_finalizes_the_recording(cameras, rig: Path, tmp_path: Path) -> N
     sig, code = signal.SIGINT, 130
     cams = cameras(seconds=60)  # a subprocess takes its time to start on a busy machine; killed at the end
     out = tmp_path / "live.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "lutfuse_deploy", "fuse", "--model", str(MINI), "--threads", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "lutfuse_deploy", "fuse", "--model", str(MINI), "--backend", "torch",
+                             "--threads", "1",
                              "--ir", cams.urls[0], "--vi", cams.urls[1], "--out", str(out), "--rig", str(rig),
                              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -327,7 +328,8 @@ def test_sigterm_finalizes_the_recording(cameras, rig: Path, tmp_path: Path,  # 
     out = tmp_path / "live.mkv"
     when_recording(tmp_path, lambda: os.kill(os.getpid(), signal.SIGTERM))
     with pytest.raises(SystemExit) as exc:
-        main(["fuse", "--model", str(MINI), "--threads", "1", "--ir", cams.urls[0], "--vi", cams.urls[1],
+        main(["fuse", "--model", str(MINI), "--backend", "torch", "--threads", "1", "--ir", cams.urls[0],
+              "--vi", cams.urls[1],
               "--out", str(out), "--rig", str(rig), "--json", "--quiet"])
     stdout, stderr = capsys.readouterr()
     assert exc.value.code == 143, stderr
@@ -346,7 +348,8 @@ def test_files_play_as_cameras_until_the_end_of_input(tmp_path: Path, rig: Path,
     vi = make_video(tmp_path / "vi.mp4", 38, w=192, h=144, rate=VI_RATE, seed=2)
     out = tmp_path / "live.mkv"
     with pytest.raises(SystemExit) as exc:
-        main(["fuse", "--model", str(MINI), "--threads", "1", "--ir", str(ir), "--vi", str(vi), "--out", str(out),
+        main(["fuse", "--model", str(MINI), "--backend", "torch", "--threads", "1", "--ir", str(ir), "--vi", str(vi),
+              "--out", str(out),
               "--rig", str(rig), "--live", "--clock", clock, "--json", "--quiet"])
     stdout, stderr = capsys.readouterr()
     assert exc.value.code == 0, stderr
@@ -377,7 +380,7 @@ def test_profile_live_times_the_stages_and_keeps_nothing(cameras, rig: Path, tmp
 def test_refusals_are_one_line(rig: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     def fuse(*args: str) -> str:
         with pytest.raises(SystemExit) as exc:
-            main(["fuse", "--model", str(MINI), "--threads", "1", *args])
+            main(["fuse", "--model", str(MINI), "--backend", "torch", "--threads", "1", *args])
         assert exc.value.code == 1
         err = capsys.readouterr().err
         assert "Traceback" not in err and err.startswith("error:"), err
@@ -408,7 +411,8 @@ def test_cameras_the_rig_does_not_fit_are_refused_before_anything_is_written(cam
     bad_rig.write_text(RIG.replace("[160, 128]", "[320, 256]"))
     out = tmp_path / "live.mp4"
     with pytest.raises(SystemExit) as exc:
-        main(["fuse", "--model", str(MINI), "--threads", "1", "--ir", cams.urls[0], "--vi", cams.urls[1],
+        main(["fuse", "--model", str(MINI), "--backend", "torch", "--threads", "1", "--ir", cams.urls[0],
+              "--vi", cams.urls[1],
               "--out", str(out), "--rig", str(bad_rig), "--duration", "2", "--quiet"])
     err = capsys.readouterr().err
     assert exc.value.code == 1 and "Traceback" not in err

@@ -205,7 +205,16 @@ def test_malformed_budget_exits_1_naming_the_key_without_loading_models(tmp_path
     assert created == []
 
 
-def test_the_shipped_ci_budget_runs_against_fakes(tmp_path, models, created, capsys):
+@pytest.mark.parametrize("upstream_found", [True, False])
+def test_the_shipped_ci_budget_runs_against_fakes(tmp_path, models, created, capsys, monkeypatch, upstream_found):
+    from lutfuse_deploy.profile import session
+
+    def fake_upstream(folder, threads, device):  # the upstream code found (50 ms), or absent with a reason
+        if not upstream_found:
+            return None, "upstream lane skipped: upstream LUT-Fuse script not found at /nowhere"
+        return FakeRunner("calculate.py", backend="upstream", costs_ms=(50.0,)), "upstream lane: calculate.py"
+
+    monkeypatch.setattr(session, "upstream_runner", fake_upstream)
     ci = Path(__file__).resolve().parents[1] / "recipes" / "budgets" / "ci.yaml"
     student_onnx = tmp_path / "student.onnx"
     student_onnx.write_bytes(b"fake")
@@ -218,8 +227,12 @@ def test_the_shipped_ci_budget_runs_against_fakes(tmp_path, models, created, cap
         "--model", models["lut.onnx"], "--backend", "onnxruntime",
         "--model", fast, "--backend", "onnxruntime",
         "--model", models["student.safetensors"], "--backend", "torch",
-        "--model", student_onnx, "--backend", "onnxruntime",
+        "--model", student_onnx, "--backend", "onnxruntime", "--upstream",
         "--iters", "3", "--warmup", "1", "--resolutions", "640x480,1280x720", "--budget", ci,
     )  # fmt: skip
     assert code == 0, err  # fakes: onnxruntime costs 0 ms against a 5 ms torch sleep
     assert "budget checks held" in out
+    if upstream_found:
+        assert "skipped" not in out and "ratio to upstream" in out
+    else:  # the upstream checks are shown as skipped, with the reason, and do not fail the gate
+        assert "skipped (reason in their note)" in out and "script not found at /nowhere" in out

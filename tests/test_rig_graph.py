@@ -102,8 +102,8 @@ def test_fuse_raw_pairs_torch_and_graph_agree(graphs: dict[str, Path], rig_file:
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / "ir" / "wrong.png")
     Image.fromarray(np.zeros((56, 64, 3), np.uint8)).save(tmp_path / "vi" / "wrong.png")
     common = ["fuse", "--ir", tmp_path / "ir", "--vi", tmp_path / "vi", "--quiet"]
-    torch_run = run_cli(*common, "--model", PRETRAINED / "lutfuse.safetensors", "--rig", rig_file,
-                        "--out", tmp_path / "t")
+    torch_run = run_cli(*common, "--model", PRETRAINED / "lutfuse.safetensors", "--backend", "torch", "--rig",
+                        rig_file, "--out", tmp_path / "t")
     graph_run = run_cli(*common, "--model", graphs["lutfuse"], "--backend", "onnxruntime", "--out", tmp_path / "g")
     for proc in (torch_run, graph_run):
         assert proc.returncode == 1 and "2 fused, 1 failed" in proc.stdout, proc.stderr
@@ -209,7 +209,7 @@ def test_fuse_videos_of_two_sizes_through_the_rig(rig_file: Path, tmp_path: Path
     make_video(tmp_path / "ir.mp4", 4, w=48, h=40, seed=1)
     make_video(tmp_path / "vi.mp4", 4, w=64, h=56, seed=2)
     proc = run_cli("fuse", "--model", PRETRAINED / "mini.safetensors", "--rig", rig_file, "--ir", tmp_path / "ir.mp4",
-                   "--vi", tmp_path / "vi.mp4", "--out", tmp_path / "out.mp4", "--quiet")
+                   "--vi", tmp_path / "vi.mp4", "--out", tmp_path / "out.mp4", "--quiet", "--backend", "torch")
     assert proc.returncode == 0, proc.stderr
     frames, _ = read_video(tmp_path / "out.mp4")
     assert len(frames) == 4 and frames[0].shape[:2] == (56, 64)
@@ -227,3 +227,24 @@ def test_info_describes_the_graphs_rig(graphs: dict[str, Path]):
     described = described[0] if isinstance(described, list) else described
     assert described["rig"].startswith("IR 48x40 -> visible 64x56, output visible 64x56")
     assert described["inputs"]["ir"].endswith("[batch, 1, 40, 48]")
+
+
+def test_fuse_auto_backend_exports_the_rig_graph_once(rig_file: Path, tmp_path: Path, monkeypatch):
+    """The default backend runs a checkpoint as its rig graph (exported, verified and cached by the rig's
+    content); a second run finds it in the cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    ir, vi = _frames(5, 1)
+    Image.fromarray(ir).save(tmp_path / "ir.png")
+    Image.fromarray(vi[..., 0]).save(tmp_path / "vi.png")
+    args = ["fuse", "--model", PRETRAINED / "mini.safetensors", "--rig", rig_file, "--ir", tmp_path / "ir.png",
+            "--vi", tmp_path / "vi.png", "--json"]
+    first = run_cli(*args, "--out", tmp_path / "a.png")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["backend"] == "onnxruntime"
+    graphs = list((tmp_path / "cache").rglob("*.onnx"))
+    assert len(graphs) == 1 and "rig" in json.loads(graphs[0].with_suffix(".json").read_text())
+    made = graphs[0].stat().st_mtime_ns
+    second = run_cli(*args, "--out", tmp_path / "b.png")
+    assert second.returncode == 0, second.stderr
+    assert list((tmp_path / "cache").rglob("*.onnx")) == graphs and graphs[0].stat().st_mtime_ns == made
+    assert np.asarray(Image.open(tmp_path / "b.png")).shape == (56, 64)

@@ -210,7 +210,7 @@ def test_16_bit_ir_video_is_refused_or_mapped_like_16_bit_images(videos: dict[st
     assert code == 1 and "gray16le IR video" in err and "--ir16" in err
     _nothing_written(tmp_path, "o.mkv")
     code, _, err = _fuse("--model", LUT, "--ir", ir16, "--vi", videos["vi"], "--out", out, "--ir16", "percentile",
-                         "--encoder", "ffv1", "--pix-fmt", "bgr0", capsys=capsys)
+                         "--encoder", "ffv1", "--pix-fmt", "bgr0", "--backend", "torch", capsys=capsys)  # as below
     assert code == 0, err
     got, _ = read_video(out)
     runner = create_runner(LUT, "torch", threads=1)

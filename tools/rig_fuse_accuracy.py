@@ -38,9 +38,9 @@ def main() -> None:
     import torch
 
     from lutfuse_deploy.export.onnx import torch_to_onnx
+    from lutfuse_deploy.fuse.convert import to_8bit
     from lutfuse_deploy.io.checkpoints import load_model
     from lutfuse_deploy.io.images import read_ir, read_vi
-    from lutfuse_deploy.fuse.convert import to_8bit
     from lutfuse_deploy.rig.file import rig_from_dict, save_rig
     from lutfuse_deploy.rig.overlay import crop_visible, seen_mask, warp_to_visible
     from lutfuse_deploy.runtime import create_runner

@@ -20,10 +20,13 @@ def cli() -> None:
     """Infrared-visible image fusion, from checkpoint to per-device inference engine.
 
     \b
-    Typical flow:
-      lutfuse-deploy import-official lutfuse --lut LUT.npy --context CTX.pth -o lut.safetensors
-      lutfuse-deploy fuse --model lut.safetensors --ir ir/ --vi vi/ --out fused/
-      lutfuse-deploy evaluate --ir ir/ --vi vi/ --fused fused/ --json metrics.json
+    Typical flow (paths as in a checkout beside ../shared; more examples in each command's --help):
+      lutfuse-deploy import-official lutfuse --lut ../shared/reference/lutfuse_official/fine_tuned_lut.npy \\
+          --context ../shared/reference/lutfuse_official/generator_context.pth -o lut.safetensors
+      lutfuse-deploy fuse --model lut.safetensors --ir ../shared/data/ivif/msrs_test/ir \\
+          --vi ../shared/data/ivif/msrs_test/vi --out fused
+      lutfuse-deploy evaluate --ir ../shared/data/ivif/msrs_test/ir --vi ../shared/data/ivif/msrs_test/vi \\
+          --fused fused --json metrics.json
       lutfuse-deploy export --model lut.safetensors -o lut.onnx
       lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision fp16
       lutfuse-deploy profile --model lut.safetensors --backend torch --model lut.onnx --backend onnxruntime \\

@@ -21,7 +21,8 @@ from lutfuse_deploy.cli import cli
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def demo_cmd(out: Path, size: str, seed: int, repeats: int, threads: int | None, as_json: bool) -> None:
     """Make a synthetic night-street IR/visible pair, export the shipped LUT-Fuse to ONNX, time the
-    graph in ONNX Runtime beside PyTorch eager, print the ratio and metrics, write a side-by-side image.
+    graph in ONNX Runtime beside PyTorch eager and the upstream LUT-Fuse code (where it is found: see
+    `profile --help`, --upstream), print the ratios and metrics, write a side-by-side image.
 
     Uses the LUT-Fuse shipped in lutfuse_deploy/pretrained/ (or an analytic-rule table if none is
     shipped); needs no GPU and no download. Both backends are timed in the same process, in
@@ -57,7 +58,8 @@ def demo_cmd(out: Path, size: str, seed: int, repeats: int, threads: int | None,
     for note in res.notes:
         console.print(note, markup=False)
     lat = res.latency
-    names = {"torch": "PyTorch eager", "onnxruntime": "exported graph (ONNX Runtime)"}
+    names = {"torch": "PyTorch eager", "onnxruntime": "exported graph (ONNX Runtime)",
+             "upstream": "upstream LUT-Fuse code"}
     for backend, name in names.items():
         if backend in lat:
             b = lat[backend]
@@ -68,8 +70,10 @@ def demo_cmd(out: Path, size: str, seed: int, repeats: int, threads: int | None,
     if "ratio" in lat:
         console.print(f"[bold]the exported graph is {lat['ratio']:.2f}x PyTorch eager's speed[/bold] (median / median, "
                       f"same run); its 8-bit output is within {lat['max_lsb_vs_torch']} LSB of PyTorch's")
-        if lat["contended_rounds"] * 2 > lat["rounds"]:
-            console.print("[yellow]most rounds ran on a busy machine: the ratio is suspect[/yellow]")
+    for backend, ratio in lat.get("ratio_to_upstream", {}).items():
+        console.print(f"[bold]{names[backend]} runs at {ratio:.2f}x the upstream code's speed[/bold] (same run)")
+    if ("ratio" in lat or "ratio_to_upstream" in lat) and lat["contended_rounds"] * 2 > lat["rounds"]:
+        console.print("[yellow]most rounds ran on a busy machine: the ratio is suspect[/yellow]")
     methods = list(res.metrics)
     table = Table(title="Fusion metrics (docs/semantics.md §5 conventions; SSIM summed, data_range 2)")
     table.add_column("metric")

@@ -21,7 +21,7 @@ Sizes are WIDTHxHEIGHT (640x480 is 640 wide, 480 high), as in profile --resoluti
 Takes the default `lutfuse-deploy export` graph (float32) as it is.
 \b
 Examples:
-  lutfuse-deploy export --model lut.safetensors -o lut.onnx
+  lutfuse-deploy export --model lutfuse_deploy/pretrained/lutfuse.safetensors -o lut.onnx
   lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision fp16
   lutfuse-deploy build-engine --onnx lut.onnx --target auto --shapes 128x128:640x480:1920x1080
   lutfuse-deploy build-engine --onnx lut.onnx --target orin-nx --precision int8 --calib msrs

@@ -20,8 +20,11 @@ Exit status 1 when any pair could not be evaluated (one line each; the others ar
 reported and written) or when nothing was evaluated.
 
 \b
-Example:
-  lutfuse-deploy evaluate --ir data/ir --vi data/vi --fused out/ --json metrics.json --csv metrics.csv
+Example (fuse, then score what was fused):
+  lutfuse-deploy fuse --model lutfuse_deploy/pretrained/lutfuse.safetensors \\
+      --ir ../shared/data/ivif/msrs_test/ir --vi ../shared/data/ivif/msrs_test/vi --out fused
+  lutfuse-deploy evaluate --ir ../shared/data/ivif/msrs_test/ir --vi ../shared/data/ivif/msrs_test/vi \\
+      --fused fused --json metrics.json --csv metrics.csv
 """
 
 

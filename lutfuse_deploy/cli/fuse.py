@@ -32,8 +32,11 @@ if TYPE_CHECKING:
 @click.option("--out", "out_arg", required=True, metavar="DIR|FILE|URL",
               help="Output folder for NAME.png, a file NAME.png when --ir and --vi are one pair, a video "
               "file, or (live) a stream such as udp://HOST:PORT.")
-@click.option("--backend", type=click.Choice(["torch", "onnxruntime", "openvino", "tensorrt"]), default="torch",
-              show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino", "tensorrt"]),
+              default="auto", show_default=True,
+              help="auto: a checkpoint runs as its default ONNX export in ONNX Runtime, exported and verified "
+              "on first use and cached in ~/.cache/lutfuse-deploy (PyTorch where ONNX Runtime is missing, "
+              "said on stderr); .onnx and engines run on the backend their suffix names.")
 @click.option("--precision", type=click.Choice(list(OPENVINO_PRECISIONS)), default="fp32", show_default=True,
               callback=OPENVINO.mark, help="openvino only: bf16 is faster on CPUs with bfloat16 units; its error "
               "against fp32 is measured and printed at load.")
@@ -97,7 +100,7 @@ def fuse_cmd(model: Path, ir_arg: str, vi_arg: str, out_arg: str, backend: str, 
     if live_run(ir_arg, vi_arg, ctx, live):
         IMAGES.refuse_unless(ctx, False, "this run fuses live cameras")
         OPENVINO.refuse_unless(ctx, backend == "openvino", f"this run uses --backend {backend}")
-        TORCH.refuse_unless(ctx, backend == "torch", f"this run uses --backend {backend}")
+        TORCH.refuse_unless(ctx, backend in ("torch", "auto"), f"this run uses --backend {backend}")
         runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet), rig=rig)
         MMDRFUSE.refuse_unless(ctx, runner.kind != "lutfuse", f"{model} is a {runner.kind} model")
         fuse_cameras(runner, ir_arg, vi_arg, out_arg, json_out=json_out, quiet=quiet,
@@ -109,7 +112,7 @@ def fuse_cmd(model: Path, ir_arg: str, vi_arg: str, out_arg: str, backend: str, 
     VIDEO.refuse_unless(ctx, video_run, "--ir, --vi and --out are not video files")
     IMAGES.refuse_unless(ctx, not video_run, "this run fuses videos")
     OPENVINO.refuse_unless(ctx, backend == "openvino", f"this run uses --backend {backend}")
-    TORCH.refuse_unless(ctx, backend == "torch", f"this run uses --backend {backend}")
+    TORCH.refuse_unless(ctx, backend in ("torch", "auto"), f"this run uses --backend {backend}")
     plan = None if video_run else plan_pairs(ir, vi, out, save_float, skip_existing, model)
     runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet), rig=rig)
     MMDRFUSE.refuse_unless(ctx, runner.kind != "lutfuse", f"{model} is a {runner.kind} model")
@@ -125,14 +128,14 @@ def fuse_cmd(model: Path, ir_arg: str, vi_arg: str, out_arg: str, backend: str, 
         summary = fuse_pairs(runner, plan, save_float=save_float, tanh_map=graph_tanh_map(runner, tanh_map,
                              tanh_given(ctx)), ir16=ir16, memory=memory,
                              progress=not quiet and sys.stderr.isatty())
-        _report_pairs(summary, json_out)
+        _report_pairs(summary, json_out, runner.backend)
     if summary.interrupted:
         sys.exit(130)
     if summary.failed or not (summary.done or summary.skipped):
         sys.exit(1)
 
 
-def _report_pairs(summary: FuseSummary, json_out: bool) -> None:
+def _report_pairs(summary: FuseSummary, json_out: bool, backend: str) -> None:
     """The closing lines of an image-pair run: warnings, then the summary (JSON or one line)."""
     checked = len(summary.done) + len(summary.failed)
     if summary.looks_swapped:
@@ -142,7 +145,7 @@ def _report_pairs(summary: FuseSummary, json_out: bool) -> None:
         click.echo(f"interrupted: {len(summary.done)} fused, {len(summary.failed)} failed, {summary.left} left, "
                    f"outputs in {summary.out}; the same command with --skip-existing fuses the rest", err=True)
     if json_out:
-        click.echo(json.dumps(summary.to_dict(), indent=2))
+        click.echo(json.dumps({**summary.to_dict(), "backend": backend}, indent=2))
         return
     line = f"{len(summary.done)} fused, {len(summary.failed)} failed"
     if summary.skipped:
@@ -150,7 +153,7 @@ def _report_pairs(summary: FuseSummary, json_out: bool) -> None:
     if summary.mean_model_ms is not None and summary.mean_total_ms is not None:
         line += (f"; mean {summary.mean_model_ms:.2f} ms per pair in the model, {summary.mean_total_ms:.2f} ms "
                  "per pair wall time (reading and writing overlapped)")
-    click.echo(f"{line} -> {summary.out}")
+    click.echo(f"{line} on {backend} -> {summary.out}")
 
 
 def make_runner(model: Path, backend: str, device: str, threads: int | None, precision: str, chatty: bool,
@@ -166,20 +169,27 @@ def make_runner(model: Path, backend: str, device: str, threads: int | None, pre
         threads = choice.threads
         if chatty:
             click.echo(f"threads: {choice.describe()}", err=True)
-    options: dict[str, object] = {"threads": threads}
-    if backend == "torch":
-        options["device"] = device
-        if rig is not None:
-            options["rig"] = rig
-    if backend == "openvino":
-        options["precision"] = precision
-    runner = create_runner(model, backend, **options)
-    if rig is not None and backend != "torch":
+    if backend == "auto":
+        from lutfuse_deploy.runtime.auto import auto_runner
+
+        say = (lambda line: click.echo(line, err=True)) if chatty else (lambda line: None)
+        runner = auto_runner(model, device, threads, say=say, rig=rig,
+                             warn=lambda line: click.echo(f"note: {line}", err=True))
+    else:
+        options: dict[str, object] = {"threads": threads}
+        if backend == "torch":
+            options["device"] = device
+            if rig is not None:
+                options["rig"] = rig
+        if backend == "openvino":
+            options["precision"] = precision
+        runner = create_runner(model, backend, **options)
+    if rig is not None and runner.backend != "torch":
         from lutfuse_deploy.runtime.rigs import check_runner_rig
 
         check_runner_rig(runner, rig)
     if runner.rig is not None and chatty:
         click.echo(f"rig: {runner.rig.describe()}", err=True)
-    if backend == "openvino" and chatty:
+    if runner.backend == "openvino" and chatty:
         click.echo(runner.describe_precision(), err=True)  # type: ignore[attr-defined]
     return runner

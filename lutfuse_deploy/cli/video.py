@@ -68,10 +68,11 @@ def fuse_videos(runner: Runner, ir: Path, vi: Path, out: Path, json_out: bool, q
         click.echo(f"interrupted: {summary.frames}{of} frames fused, nothing written ({out} is written only when "
                    "every frame is in it)", err=True)
     if json_out:
-        click.echo(json.dumps(summary.to_dict(), indent=2))
+        click.echo(json.dumps({**summary.to_dict(), "backend": runner.backend}, indent=2))
     elif not summary.interrupted:
         rate = f"{float(summary.rate):g} fps" if summary.rate else "unknown rate"
         click.echo(f"{summary.frames} frames fused in {summary.seconds:.2f} s ({summary.fps:.1f} fps), mean "
-                   f"{summary.mean_model_ms:.2f} ms per frame in the model -> {out} ({rate}, {options.encoder})")
+                   f"{summary.mean_model_ms:.2f} ms per frame in the model on {runner.backend} -> {out} ({rate}, "
+                   f"{options.encoder})")
     sys.stdout.flush()
     return summary

@@ -76,7 +76,6 @@ class ContextNet(nn.Module):
             mid += _conv_block(width, width)
         self.mid_layer = nn.Sequential(*mid)
         self.output_layer = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(width, 1, 3, padding=1))
-        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # see context_map
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_layer(x)
@@ -91,49 +90,75 @@ def luminance(vi_rgb01: torch.Tensor) -> torch.Tensor:
 
 
 def sobel_minmax(y01: torch.Tensor) -> torch.Tensor:
-    """Sobel magnitude of Y (zero padding), min-max normalised per image over H x W."""
-    k = torch.tensor([SOBEL_X, SOBEL_Y], dtype=y01.dtype, device=y01.device).unsqueeze(1)
-    gxy = F.conv2d(y01, k, padding=1)
-    mag = torch.sqrt(gxy[:, 0:1] ** 2 + gxy[:, 1:2] ** 2)
+    """Sobel magnitude of Y (zero padding), min-max normalised per image over H x W.
+
+    Two 1-channel convolutions, as the official code has them: one 2-channel convolution sums in
+    another order (up to 8e-7 apart on noise).
+    """
+    kx, ky = (torch.tensor(k, dtype=y01.dtype, device=y01.device)[None, None] for k in (SOBEL_X, SOBEL_Y))
+    mag = torch.sqrt(F.conv2d(y01, kx, padding=1) ** 2 + F.conv2d(y01, ky, padding=1) ** 2)
     lo = mag.amin(dim=(2, 3), keepdim=True)
     hi = mag.amax(dim=(2, 3), keepdim=True)
     return (mag - lo) / (hi - lo + MINMAX_EPS)
 
 
 def ycbcr_to_rgb(y: torch.Tensor, vi_rgb01: torch.Tensor) -> torch.Tensor:
-    """Recombine a fused Y with the visible Cb/Cr (full-range BT.601, offsets 0.5)."""
+    """Recombine a fused Y with the visible Cb/Cr (full-range BT.601, offsets 0.5).
+
+    Cb and Cr get their 0.5 offset and lose it again, as in the official code: its float32
+    roundings, kept so the output matches the official one bit for bit (docs/semantics.md §2).
+    """
     r, g, b = vi_rgb01[:, 0:1], vi_rgb01[:, 1:2], vi_rgb01[:, 2:3]
-    cb = CB[0] * r + CB[1] * g + CB[2] * b
-    cr = CR[0] * r + CR[1] * g + CR[2] * b
+    cb = (0.5 + CB[0] * r + CB[1] * g + CB[2] * b) - 0.5
+    cr = (0.5 + CR[0] * r + CR[1] * g + CR[2] * b) - 0.5
     (r_cr, _), (g_cr, g_cb), (_, b_cb) = CHROMA_TO_RGB
     return torch.cat([y + r_cr * cr, y + g_cb * cb + g_cr * cr, y + b_cb * cb], dim=1)
+
+
+def corner_rows(table: torch.Tensor) -> torch.Tensor:
+    """(n^4, 16): row ``flat(y, g, c, ir)`` holds that cell's 16 corner values, ``hi = min(lo + 1, n - 1)``.
+
+    Bit ``a`` of the column picks the upper corner on axis ``a`` (y = bit 0 ... ir = bit 3), so each
+    lerp of ``interpolate`` takes the row's two contiguous halves. Plain indexing: differentiable.
+    """
+    n = table.shape[0]
+    idx = torch.arange(n, device=table.device)
+    hi = torch.clamp(idx + 1, max=n - 1)
+    cols = [table[torch.meshgrid(*[hi if (k >> a) & 1 else idx for a in range(4)], indexing="ij")].reshape(-1)
+            for k in range(16)]
+    return torch.stack(cols, dim=1)
+
+
+def interpolate(corners: torch.Tensor, coords: list[torch.Tensor]) -> torch.Tensor:
+    """Quadrilinear lookup in ``corner_rows(table)`` at four coordinate maps (each N x 1 x H x W).
+
+    One gather of a cell's 16 corners (one 64-byte row) per pixel, then the nested lerps of the
+    official code in its order (IR innermost, then context, gradient, visible Y), each written as
+    ``lo * (1 - w) + hi * w`` like it: the same float32 roundings, so the same bits, at a third of
+    the time of its 16 four-index gathers (docs/performance.md).
+    """
+    n = round(corners.shape[0] ** 0.25)
+    los, ws = [], []
+    for x in coords:
+        lo = torch.floor(x.reshape(-1))
+        los.append(lo)
+        ws.append(x.reshape(-1, 1) - lo[:, None])
+    flat = ((los[0] * n + los[1]) * n + los[2]) * n + los[3]  # integers below 2^24: exact in float32
+    v = torch.index_select(corners, 0, flat.long())
+    half = 16
+    for w in reversed(ws):
+        half //= 2
+        v = v[:, :half] * (1.0 - w) + v[:, half:] * w
+    return v.reshape(coords[0].shape)
 
 
 def quadrilinear(table: torch.Tensor, coords: list[torch.Tensor]) -> torch.Tensor:
     """Interpolate an (n, n, n, n) table at four coordinate maps (each N x 1 x H x W, in [0, n-1]).
 
-    For each axis ``lo = floor(x)``, ``hi = min(lo + 1, n - 1)``, weight ``x - lo``; the 16 corners
-    are gathered from the flattened table. This is the reference the exported lowerings match.
+    For each axis ``lo = floor(x)``, ``hi = min(lo + 1, n - 1)``, weight ``x - lo``. This is the
+    reference the exported lowerings match.
     """
-    n = table.shape[0]
-    flat = table.reshape(-1)
-    los, his, ws = [], [], []
-    for x in coords:
-        lo = torch.floor(x)
-        los.append(lo.long())
-        his.append(torch.clamp(lo + 1, max=n - 1).long())
-        ws.append(x - lo)
-    strides = (n**3, n**2, n, 1)
-    out = torch.zeros_like(coords[0])
-    for corner in range(16):
-        index = torch.zeros_like(los[0])
-        weight = torch.ones_like(coords[0])
-        for axis in range(4):
-            upper = (corner >> (3 - axis)) & 1
-            index = index + (his[axis] if upper else los[axis]) * strides[axis]
-            weight = weight * (ws[axis] if upper else 1.0 - ws[axis])
-        out = out + weight * flat[index]
-    return out
+    return interpolate(corner_rows(table), coords)
 
 
 class LutFuse(nn.Module):
@@ -150,12 +175,14 @@ class LutFuse(nn.Module):
         n = self.config.nodes
         self.context = ContextNet(self.config.cse_width, self.config.cse_depth)
         self.lut = nn.Parameter(torch.zeros(n, n, n, n))
+        self._corners: tuple[tuple[object, ...], torch.Tensor] | None = None  # see corners()
 
     def context_map(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """Sigmoid context on [0, 1], at full resolution (upsampled if computed at a lower one)."""
-        # NHWC convolutions reproduce the official outputs to 5e-7; NCHW ones differ by up to 6e-4 on
-        # TNO, because a near-constant InstanceNorm channel amplifies float32 rounding (docs/semantics.md §2).
-        x = torch.cat([vi, ir], dim=1).contiguous(memory_format=torch.channels_last)
+        # NCHW, as the official code runs it: the same convolution kernels, hence the same float32
+        # roundings. It must follow the official code op for op: the InstanceNorm of a near-constant
+        # channel amplifies any other rounding (a channels-last copy differed on TNO).
+        x = torch.cat([vi, ir], dim=1)
         s = self.config.context_scale
         if s >= 1.0:
             return self.context(x)
@@ -169,11 +196,22 @@ class LutFuse(nn.Module):
         y = luminance(vi01)
         scale = self.config.coord_scale
         top = float(self.config.nodes - 1) + 0.999999  # keep out-of-range float input on the lattice
-        parts = [y, sobel_minmax(y), self.context_map(ir, vi), ir / 255.0]
-        return [torch.clamp(p * scale, 0.0, top) for p in parts]
+        # IR as ir * (16/255) / 16 = ir / 16 exactly on the official lattice, as the official code has it
+        parts = [y * scale, sobel_minmax(y) * scale, self.context_map(ir, vi) * scale, ir * (scale / 255.0)]
+        return [torch.clamp(p, 0.0, top) for p in parts]
+
+    def corners(self) -> torch.Tensor:
+        """``corner_rows`` of the table, rebuilt only when the table changed (or gradients flow to it)."""
+        if torch.is_grad_enabled() and self.lut.requires_grad:
+            return corner_rows(self.lut)
+        key = (self.lut._version, self.lut.data_ptr(), self.lut.dtype, self.lut.device)
+        if self._corners is None or self._corners[0] != key:
+            with torch.inference_mode(False), torch.no_grad():  # a normal tensor, usable outside inference
+                self._corners = (key, corner_rows(self.lut).contiguous())
+        return self._corners[1]
 
     def fused_y(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-        return quadrilinear(self.lut, self.coordinates(ir, vi))
+        return interpolate(self.corners(), self.coordinates(ir, vi))
 
     def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         return ycbcr_to_rgb(self.fused_y(ir, vi), vi / 255.0)

@@ -11,6 +11,7 @@ File format (``recipes/budgets/*.yaml``)::
         p50_ms: 30                # optional absolute limits (ms) for a known device: p50_ms p95_ms p99_ms
         ratio_to:                 # optional relative limit, measured in the same run
           backend: torch          #   the reference: same model kind and resolution, this backend
+                                  #   (or ``upstream``: the upstream LUT-Fuse code, ``profile --upstream``)
           max: 0.25               #   stat(this) / stat(reference) must be <= max
           stat: p50               #   optional: p50 (default) | p90 | p95 | p99 | mean | min
           mode: e2e               #   optional: the reference's mode (default: this entry's mode)
@@ -19,20 +20,22 @@ File format (``recipes/budgets/*.yaml``)::
 A ratio of p50 by default: the median is the statistic least moved by a noisy neighbour, and the
 relative budget is the one a shared CI machine can hold. "4x faster than torch" is ``max: 0.25``.
 Each entry needs at least one limit. An unknown key or a bad value is a ConfigError naming it; a
-budget whose result was not measured is a failed check, never a silent pass.
+budget whose result was not measured is a failed check, never a silent pass. The one exception is a
+reference the run reports as unavailable with a reason (the upstream code where its folder is absent):
+its checks are ``skipped`` with that reason, shown in the table, and do not fail the gate.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lutfuse_deploy import MODEL_KINDS
 from lutfuse_deploy.errors import ConfigError, InputError
-from lutfuse_deploy.profile.lanes import MODES
+from lutfuse_deploy.profile.lanes import MODES, UPSTREAM
 from lutfuse_deploy.profile.timing import MIN_SAMPLES, Measurement, Resolution
 from lutfuse_deploy.runtime import BACKENDS
 
@@ -40,7 +43,9 @@ LIMIT_KEYS = ("p50_ms", "p95_ms", "p99_ms")
 BUDGET_KEYS = ("model", "backend", "resolution", "mode", "artifact", *LIMIT_KEYS, "ratio_to")
 RATIO_KEYS = ("backend", "max", "stat", "mode", "artifact")
 RATIO_STATS = ("p50", "p90", "p95", "p99", "mean", "min")
-STATUSES = ("held", "over", "not measured", "ambiguous")
+STATUSES = ("held", "over", "not measured", "ambiguous", "skipped")
+#: what ``ratio_to.backend`` may name: a runtime backend, or the upstream code's lane
+REFERENCE_BACKENDS = (*BACKENDS, UPSTREAM)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,11 @@ class Check:
     @property
     def held(self) -> bool:
         return self.status == "held"
+
+    @property
+    def failed(self) -> bool:
+        """Over, not measured or ambiguous; a skipped check (its reason in ``note``) does not fail."""
+        return self.status not in ("held", "skipped")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -158,7 +168,7 @@ def _parse_ratio(value: Any, where: str) -> RatioLimit:
         if key not in value:
             raise ConfigError(f"{where}: missing required key '{key}'")
     return RatioLimit(
-        backend=_choice(value["backend"], BACKENDS, f"{where}.backend"),
+        backend=_choice(value["backend"], REFERENCE_BACKENDS, f"{where}.backend"),
         max=_positive(value["max"], f"{where}.max"),
         stat=_choice(value.get("stat", "p50"), RATIO_STATS, f"{where}.stat"),
         mode=_choice(value["mode"], MODES, f"{where}.mode") if "mode" in value else None,
@@ -217,9 +227,15 @@ def _stat(m: Measurement, stat: str) -> float:
     return float(getattr(m.stats, f"{stat}_ms"))
 
 
-def evaluate(budgets: Sequence[Budget], results: Sequence[Measurement]) -> list[Check]:
-    """One Check per limit; unmeasured or ambiguous targets are failed checks, not skipped ones."""
+def evaluate(budgets: Sequence[Budget], results: Sequence[Measurement],
+             unavailable: Mapping[str, str] | None = None) -> list[Check]:
+    """One Check per limit; unmeasured or ambiguous targets are failed checks, not skipped ones.
+
+    ``unavailable`` maps a reference backend the run could not measure to the reason: ratio checks
+    against it are ``skipped`` with that reason.
+    """
     checks: list[Check] = []
+    unavailable = unavailable or {}
     for b in budgets:
         wanted = [(k, v) for k, v in b.limits]
         if b.ratio is not None:
@@ -238,7 +254,10 @@ def evaluate(budgets: Sequence[Budget], results: Sequence[Measurement]) -> list[
         for key, limit in b.limits:
             value = _stat(m, key[:-3])
             checks.append(Check(b, key, limit, value, "held" if value <= limit else "over", _caveats(m, key)))
-        if b.ratio is not None:
+        if b.ratio is not None and b.ratio.backend in unavailable:
+            metric = f"{b.ratio.stat} ratio to {b.ratio.backend}"
+            checks.append(Check(b, metric, b.ratio.max, None, "skipped", unavailable[b.ratio.backend]))
+        elif b.ratio is not None:
             checks.append(_ratio_check(b, b.ratio, m, results))
     return checks
 
@@ -271,16 +290,21 @@ def _caveats(m: Measurement, key: str, contention: bool = True) -> str:
     return "; ".join(out)
 
 
-def unplannable(budgets: Sequence[Budget], planned: set[tuple[str, str, Resolution]]) -> list[str]:
-    """Budgets the planned run cannot measure (kind, backend, resolution), as one-line reasons."""
+def unplannable(budgets: Sequence[Budget], planned: set[tuple[str, str, Resolution]],
+                unavailable: Mapping[str, str] | None = None) -> list[str]:
+    """Budgets the planned run cannot measure (kind, backend, resolution), as one-line reasons;
+    references in ``unavailable`` are skipped by ``evaluate``, not missing."""
     out = []
     for b in budgets:
         needs = [(b.model, b.backend)] + ([(b.model, b.ratio.backend)] if b.ratio else [])
         for model, backend in needs:
-            if (model, backend, b.resolution) not in planned:
-                out.append(f"budgets[{b.index}] needs {model}/{backend} at {b.resolution}")
+            if backend in (unavailable or {}) or (model, backend, b.resolution) in planned:
+                continue
+            hint = " (add --upstream)" if backend == UPSTREAM else ""
+            out.append(f"budgets[{b.index}] needs {model}/{backend} at {b.resolution}{hint}")
     return out
 
 
 def all_held(checks: Sequence[Check]) -> bool:
-    return bool(checks) and all(c.held for c in checks)
+    """At least one check held and none failed (skipped ones, with their reason, do not fail)."""
+    return any(c.held for c in checks) and not any(c.failed for c in checks)

@@ -58,3 +58,24 @@ def runner_device(runner: Runner) -> str:
 def host_lane(key: int, runner: Runner, ir: np.ndarray, vi: np.ndarray, clock_ns: ClockNs) -> Lane:
     """The end-to-end lane: ``runner.infer`` on NumPy arrays, timed on the host."""
     return Lane(key, runner, "e2e", lambda: runner.infer(ir, vi), HostTimer(clock_ns))
+
+
+#: The backend name of the upstream lane (``runtime.upstream``); budgets may take it as ``ratio_to``.
+UPSTREAM = "upstream"
+
+
+def upstream_runner(folder: str | None, threads: int | None, device: str) -> tuple[Runner | None, str]:
+    """The upstream lane's runner and a line naming what it runs, or None and why the lane is skipped.
+
+    Never replaced by anything else: without the upstream code there is no upstream lane.
+    """
+    from lutfuse_deploy.errors import InputError
+    from lutfuse_deploy.runtime.upstream import UpstreamRunner, upstream_problem
+
+    if device != "cpu":
+        raise InputError(f"the upstream lane runs on the CPU only, not on {device}")
+    problem = upstream_problem(folder)
+    if problem:
+        return None, f"upstream lane skipped: {problem}"
+    runner = UpstreamRunner(folder, threads=threads)
+    return runner, f"upstream lane: {runner.path} ({runner.metadata['source']})"

@@ -121,7 +121,7 @@ def profile_document(
     if checks is not None:
         doc["budget"] = {
             "file": budget_file,
-            "passed": all(c.held for c in checks),
+            "passed": not any(c.failed for c in checks),
             "checks": [c.as_dict() for c in checks],
         }
     return doc
@@ -211,8 +211,9 @@ def checks_table(checks: Sequence[Check]) -> Any:
     table = Table(title="latency budgets", title_justify="left", header_style="bold")
     for name in ("#", "target", "metric", "limit", "measured", "status", "note"):
         table.add_column(name, justify="right" if name in ("#", "limit", "measured") else "left")
-    style = {"held": "green", "over": "bold red", "not measured": "bold red", "ambiguous": "bold red"}
-    for c in sorted(checks, key=lambda c: (c.held, c.budget.index)):
+    style = {"held": "green", "over": "bold red", "not measured": "bold red", "ambiguous": "bold red",
+             "skipped": "yellow"}
+    for c in sorted(checks, key=lambda c: (not c.failed, c.budget.index)):
         measured = "-" if c.measured is None else f"{c.measured:.3f}"
         table.add_row(
             str(c.budget.index), escape(c.budget.target), c.metric, f"{c.limit:g}", measured,

@@ -12,10 +12,9 @@ from typing import Any
 
 from lutfuse_deploy.errors import ConfigError, InputError
 from lutfuse_deploy.profile.gate import Budget, Check, evaluate, unplannable
+from lutfuse_deploy.profile.lanes import UPSTREAM, upstream_runner
 from lutfuse_deploy.profile.timing import Measurement, Resolution, Settings, profile_runners
-
-#: File suffix -> backend, used when no --backend is given.
-SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt"}
+from lutfuse_deploy.runtime import SUFFIX_BACKENDS
 
 
 def split_backends(values: Sequence[str]) -> list[str]:
@@ -79,8 +78,10 @@ class ProfileRun:
     threads: int | None = None
     #: how ``threads`` was chosen, when it was chosen for the user (``runtime.cpus.default_threads``)
     threads_note: str | None = None
-    #: lines the runners want shown (OpenVINO's precision and its measured error)
+    #: lines the runners want shown (OpenVINO's precision and its measured error, the upstream lane)
     notes: list[str] = field(default_factory=list)
+    #: why the upstream lane asked for did not run (None: it ran, or was not asked for)
+    upstream_skipped: str | None = None
 
 
 def run_profile(
@@ -99,6 +100,8 @@ def run_profile(
     quiet_only: bool = False,
     memory_check: bool = True,
     rig: str | Path | None = None,
+    upstream: bool = False,
+    upstream_dir: str | None = None,
 ) -> ProfileRun:
     """Create one runner per pair, measure all of them interleaved, evaluate ``budgets`` if given.
 
@@ -106,6 +109,9 @@ def run_profile(
     ``precision`` applies to OpenVINO runners; ``quiet_only`` keeps each result's quiet rounds only,
     for the report and the budgets alike. ``rig`` puts torch lanes behind the rig's warp; every lane
     that carries a rig (those, and graphs exported with ``--rig``) runs at its rig's sizes only.
+    ``upstream`` adds the lane of the upstream LUT-Fuse code
+    (``runtime.upstream``, from ``upstream_dir`` or the default reference folder); where it cannot
+    run the reason is a note and budgets referring to it are skipped with that reason.
     """
     from lutfuse_deploy import runtime
     from lutfuse_deploy.profile.environment import collect_environment
@@ -154,20 +160,31 @@ def run_profile(
             if callable(describe):
                 notes.append(describe())
             runners.append(runner)
+        artifacts = [str(m) for m, _ in pairs]
+        skipped: dict[str, str] = {}
+        if upstream:
+            lane_runner, note = upstream_runner(upstream_dir, threads, device)
+            notes.append(note)
+            if lane_runner is None:
+                skipped[UPSTREAM] = note
+            else:
+                runners.append(stack.enter_context(lane_runner))
+                artifacts.append(str(getattr(lane_runner, "path", UPSTREAM)))
         if budgets:
             planned = {(r.kind, r.backend, res) for r in runners for res in resolutions}
-            gaps = unplannable(budgets, planned)
+            gaps = unplannable(budgets, planned, skipped)
             if gaps:
                 raise ConfigError(
                     f"{gaps[0]}, which this run does not measure (check --model/--backend/--resolutions)"
                 )
         results = profile_runners(
-            runners, resolutions, settings, source, artifacts=[str(m) for m, _ in pairs], progress=progress,
+            runners, resolutions, settings, source, artifacts=artifacts, progress=progress,
             on_round=on_round,
         )
         environment = collect_environment(threads, device)
         environment["threads"]["auto"] = threads_note
     if quiet_only:
         results = [m.quiet_view() for m in results]
-    checks = evaluate(budgets, results) if budgets else None
-    return ProfileRun(results, environment, source.description, checks, list(pairs), threads, threads_note, notes)
+    checks = evaluate(budgets, results, skipped) if budgets else None
+    return ProfileRun(results, environment, source.description, checks, list(pairs), threads, threads_note, notes,
+                      skipped.get(UPSTREAM))

@@ -8,6 +8,8 @@ from lutfuse_deploy.errors import InputError
 from lutfuse_deploy.runtime.base import Runner
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+#: File suffix -> backend, for a file given without a backend (``profile``, ``fuse --backend auto``).
+SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt"}
 
 
 #: What each backend loads, so a file given to the wrong one is named instead of failing deep inside.

@@ -91,6 +91,8 @@ class GraphRunner(Runner):
             sh, sw = self._static_hw
             raise InputError(f"{self.path.name} was exported for {sw}x{sh} only, got {w}x{h} "
                              "(export with --dynamic for any size)")
+        if self.kind == "mmdrfuse-teacher" and (h % 2 or w % 2):  # worded as the PyTorch runner words it
+            raise InputError(f"mmdrfuse-teacher needs even height and width (multiples of 2), got {w}x{h}")
         if self.multiple > 1 and (h % self.multiple or w % self.multiple):
             raise InputError(f"{self.kind} needs height and width that are multiples of {self.multiple}, got {w}x{h}")
 
