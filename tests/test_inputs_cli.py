@@ -175,4 +175,4 @@ def test_profile_refuses_a_size_that_will_not_fit_in_memory(tmp_path: Path, monk
 def test_fuse_help_names_what_each_path_takes() -> None:
     proc = run_cli("fuse", "--help")
     assert proc.returncode == 0 and "PATH" not in proc.stdout
-    assert "--out DIR|FILE.png" in proc.stdout
+    assert "--out DIR|FILE|URL" in proc.stdout and "--ir FILE|DIR|URL" in proc.stdout

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from lutfuse_deploy.cli import cli
+from lutfuse_deploy.cli.live import LIVE_PARAMS, fuse_cameras, live_options, live_run
 from lutfuse_deploy.cli.options import graph_tanh_map
 from lutfuse_deploy.cli.scoped_options import IMAGES, MMDRFUSE, OPENVINO, TORCH, VIDEO
-from lutfuse_deploy.cli.video import fuse_videos, tanh_given, video_options
+from lutfuse_deploy.cli.video import VIDEO_PARAMS, fuse_videos, tanh_given, video_options
 from lutfuse_deploy.runtime.openvino import PRECISIONS as OPENVINO_PRECISIONS
 
 if TYPE_CHECKING:
@@ -24,10 +25,13 @@ if TYPE_CHECKING:
 @click.option("--model", type=click.Path(path_type=Path), required=True, metavar="FILE|DIR",
               help="Checkpoint (.safetensors or folder) for torch, .onnx for onnxruntime or openvino, "
               ".engine for tensorrt.")
-@click.option("--ir", type=click.Path(path_type=Path), required=True, metavar="FILE|DIR", help="IR image or folder.")
-@click.option("--vi", type=click.Path(path_type=Path), required=True, metavar="FILE|DIR", help="Visible image or folder (same names).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR|FILE.png",
-              help="Output folder for NAME.png, or a file NAME.png when --ir and --vi are one pair.")
+@click.option("--ir", "ir_arg", required=True, metavar="FILE|DIR|URL",
+              help="IR image, folder, video or camera (rtsp://, udp://, srt://, /dev/videoN).")
+@click.option("--vi", "vi_arg", required=True, metavar="FILE|DIR|URL",
+              help="Visible image, folder (same names), video or camera.")
+@click.option("--out", "out_arg", required=True, metavar="DIR|FILE|URL",
+              help="Output folder for NAME.png, a file NAME.png when --ir and --vi are one pair, a video "
+              "file, or (live) a stream such as udp://HOST:PORT.")
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino", "tensorrt"]),
               default="auto", show_default=True,
               help="auto: a checkpoint runs as its default ONNX export in ONNX Runtime, exported and verified "
@@ -55,13 +59,14 @@ if TYPE_CHECKING:
               "camera's geometry (torch; a graph exported with --rig carries its rig and needs no --rig).")
 @click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON on stdout.")
 @video_options
+@live_options
 @click.option("--quiet", is_flag=True, help="No progress bar (none is drawn when stderr is not a terminal).")
 @click.option("--no-memory-check", is_flag=True,
               help="Run even when a pair's estimated peak memory exceeds the available memory.")
-def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision: str, save_float: bool,
+def fuse_cmd(model: Path, ir_arg: str, vi_arg: str, out_arg: str, backend: str, precision: str, save_float: bool,
              skip_existing: bool, device: str, threads: int | None, ir16: str, tanh_map: str, rig: Path | None,
              json_out: bool,
-             quiet: bool, no_memory_check: bool, **video: Any) -> None:
+             quiet: bool, no_memory_check: bool, **options: Any) -> None:
     """Fuse IR/visible pairs: --ir and --vi are two images, or two folders of same-named pairs
     (ir/00001.png <-> vi/00001.jpg).
 
@@ -80,6 +85,9 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
     Videos: with --ir, --vi and --out video files (.mp4, .mkv, ...) the streams are paired frame by
     frame and the fused frames encoded at the input's rate (the Video options; docs/usage.md, Video).
 
+    Live cameras: with camera addresses (or --live) the newest frames captured together are fused
+    as they come, into a video file or a stream (the Live options; docs/usage.md, Live cameras).
+
     Options that do not apply to a run (video options with images, --tanh-to-8bit with LUT-Fuse,
     --precision without openvino, --device without torch) are refused, not ignored.
     """
@@ -87,6 +95,19 @@ def fuse_cmd(model: Path, ir: Path, vi: Path, out: Path, backend: str, precision
     from lutfuse_deploy.fuse.plan import is_video_run, plan_pairs
 
     ctx = click.get_current_context()
+    video = {k: options[k] for k in VIDEO_PARAMS}
+    live = {k: options[k] for k in LIVE_PARAMS}
+    if live_run(ir_arg, vi_arg, ctx, live):
+        IMAGES.refuse_unless(ctx, False, "this run fuses live cameras")
+        OPENVINO.refuse_unless(ctx, backend == "openvino", f"this run uses --backend {backend}")
+        TORCH.refuse_unless(ctx, backend in ("torch", "auto"), f"this run uses --backend {backend}")
+        runner = make_runner(model, backend, device, threads, precision, chatty=not (json_out or quiet), rig=rig)
+        MMDRFUSE.refuse_unless(ctx, runner.kind != "lutfuse", f"{model} is a {runner.kind} model")
+        fuse_cameras(runner, ir_arg, vi_arg, out_arg, json_out=json_out, quiet=quiet,
+                     tanh_map=graph_tanh_map(runner, tanh_map if tanh_given(ctx) else "clip", tanh_given(ctx)),
+                     ir16=ir16, video=video, live=live)
+        return
+    ir, vi, out = Path(ir_arg), Path(vi_arg), Path(out_arg)
     video_run = is_video_run(ir, vi, out)
     VIDEO.refuse_unless(ctx, video_run, "--ir, --vi and --out are not video files")
     IMAGES.refuse_unless(ctx, not video_run, "this run fuses videos")

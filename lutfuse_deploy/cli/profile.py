@@ -145,6 +145,9 @@ Examples:
               help="Time raw frames of a two-camera rig: torch lanes run behind the rig's warp, rig graphs take "
                    "the cameras' sizes; --resolutions defaults to the rig's visible size (lanes without a rig "
                    "run there on frames of one size: the cost of the warp, side by side).")
+@click.option("--live", "cameras", nargs=2, default=None, metavar="IR_URL VI_URL",
+              help="Time one model fusing two live cameras (as `fuse` takes them) for --duration seconds "
+                   "[default: 10]: fps, drops, capture->out latency and the time per stage; nothing is kept.")
 def profile_command(
     models: tuple[str, ...],
     backends: tuple[str, ...],
@@ -166,9 +169,17 @@ def profile_command(
     upstream_dir: str | None,
     no_memory_check: bool,
     rig_path: str | None,
+    cameras: tuple[str, str] | None,
 ) -> None:
     """Measure latency of one or more models/backends side by side, on the same inputs."""
     import importlib.util
+
+    if cameras is not None:
+        from lutfuse_deploy.cli.profile_live import profile_live_command
+
+        profile_live_command(click.get_current_context(), models, backends, cameras, device, duration, threads,
+                             precision, json_path, rig_path)
+        return
 
     from rich.console import Console
 

@@ -82,3 +82,37 @@ def pair_by_time(lead: Iterator[tuple[float, np.ndarray]], other: Iterator[tuple
         stats.ir_frames, stats.vi_frames, stats.ir_left, stats.vi_left = n_lead, n_other, lead_left, other_left
     else:
         stats.ir_frames, stats.vi_frames, stats.ir_left, stats.vi_left = n_other, n_lead, other_left, lead_left
+
+
+def newest_match(ir_times: list[float], vi_times: list[float], tolerance: float,
+                 oldest: bool = False) -> tuple[int, int] | None:
+    """Live pairing: the indices of the newest IR/visible frames captured within ``tolerance`` of each
+    other (times ascending), or None. Newest means the latest older-of-the-two capture; among equals,
+    the closest in time. Frames older than the match are never fused afterwards (they would be late).
+    ``oldest``: the oldest such pair instead (what a runner that never fell behind would have taken)."""
+    sign = -1.0 if oldest else 1.0
+    best: tuple[float, float, int, int] | None = None
+    j0 = 0
+    for i, t in enumerate(ir_times):
+        while j0 < len(vi_times) and vi_times[j0] < t - tolerance:
+            j0 += 1
+        j = j0
+        while j < len(vi_times) and vi_times[j] <= t + tolerance:
+            key = (sign * min(t, vi_times[j]), -abs(t - vi_times[j]))
+            if best is None or key > best[:2]:
+                best = (*key, i, j)
+            j += 1
+    return None if best is None else (best[2], best[3])
+
+
+def pairable(ir_times: list[float], vi_times: list[float], tolerance: float) -> tuple[set[int], set[int]]:
+    """The frames a runner that never fell behind would have fused (IR indices, visible indices): skipped
+    frames among them are late; the others had no partner."""
+    ir_used: set[int] = set()
+    vi_used: set[int] = set()
+    i0 = j0 = 0
+    while (found := newest_match(ir_times[i0:], vi_times[j0:], tolerance, oldest=True)) is not None:
+        i0, j0 = i0 + found[0] + 1, j0 + found[1] + 1
+        ir_used.add(i0 - 1)
+        vi_used.add(j0 - 1)
+    return ir_used, vi_used

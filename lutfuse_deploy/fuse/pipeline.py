@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +30,7 @@ from lutfuse_deploy.fuse.convert import prepare
 from lutfuse_deploy.fuse.plan import PairsPlan
 from lutfuse_deploy.fuse.sinks import FolderSink, Sink, VideoSink, frames_folder
 from lutfuse_deploy.fuse.sources import FolderSource, MemoryCheck, Pair, Source, VideoSource
-from lutfuse_deploy.fuse.threads import ReadAhead, WriteBehind
+from lutfuse_deploy.fuse.threads import QUEUE_FRAMES, ReadAhead, WriteBehind
 from lutfuse_deploy.io.files import atomic_path, ensure_dir
 from lutfuse_deploy.io.video import VideoWriter, ffmpeg_errors
 from lutfuse_deploy.runtime.base import Runner, vi_channels
@@ -61,6 +62,13 @@ class FuseSummary:
     def left(self) -> int | None:
         """Pairs neither fused nor failed: those an interrupted run did not reach."""
         return None if self.total is None else self.total - len(self.done) - len(self.failed)
+
+    def wrote(self, key: str, t_capture: float | None, write_s: float) -> None:
+        """One output written (``t_capture``: live pairs' capture time; ``write_s``: time in the sink)."""
+        self.done.append(key)
+
+    def add_model_ms(self, ms: float) -> None:
+        self.model_ms.append(ms)
 
     def to_dict(self) -> dict[str, object]:
         return {"done": len(self.done), "failed": len(self.failed), "skipped": len(self.skipped),
@@ -109,16 +117,19 @@ def run(runner: Runner, source: Source, sink: Sink, summary: FuseSummary, progre
     """
     from tqdm import tqdm
 
-    def consume(item: tuple[str, np.ndarray]) -> None:
-        key, fused = item
-        sink.write(key, fused)
-        summary.done.append(key)
+    def consume(item: tuple[str, np.ndarray, float | None]) -> None:
+        key, fused, t_capture = item
+        t0 = time.perf_counter()
+        sink.write(key, fused, t_capture)
+        summary.wrote(key, t_capture, time.perf_counter() - t0)
 
     few = source.total is not None and source.total < 2
     bar = tqdm(total=source.total, unit=source.unit, disable=not (progress and sys.stderr.isatty()) or few,
                leave=False)
-    reads: ReadAhead[Pair] = ReadAhead(source.pairs(), "read")
-    writes: WriteBehind[tuple[str, np.ndarray]] = WriteBehind(consume, "write")
+    # a live source is asked for its newest pair when the runner is free; anything else is read ahead
+    reads: Iterator[Pair] | ReadAhead[Pair] = source.pairs() if source.live else ReadAhead(source.pairs(), "read")
+    writes: WriteBehind[tuple[str, np.ndarray, float | None]] = WriteBehind(consume, "write",
+                                                                            1 if source.live else QUEUE_FRAMES)
     t0 = time.perf_counter()
     try:
         with runner:
@@ -126,13 +137,15 @@ def run(runner: Runner, source: Source, sink: Sink, summary: FuseSummary, progre
                 summary.looks_swapped += pair.looks_swapped
                 fused = _infer(runner, pair, summary, source.skips_bad)
                 if fused is not None:
-                    writes.put((pair.key, fused))
+                    writes.put((pair.key, fused, pair.t))
                 bar.update(1)
+                if source.live:
+                    bar.set_postfix_str(source.progress(), refresh=False)  # type: ignore[attr-defined]
         writes.close()
         sink.finish()
     except KeyboardInterrupt:
         summary.interrupted = True
-        reads.close()
+        _close(reads)
         try:
             writes.close()  # what the runner fused is written: complete outputs, counted as done
         except BaseException:
@@ -144,9 +157,16 @@ def run(runner: Runner, source: Source, sink: Sink, summary: FuseSummary, progre
         sink.abort()
         raise
     finally:
-        reads.close()
+        _close(reads)
         bar.close()
         summary.seconds = time.perf_counter() - t0
+
+
+def _close(reads: Iterator[Pair] | ReadAhead[Pair]) -> None:
+    """A live source's generator (which stops its cameras) or the read-ahead thread."""
+    close = getattr(reads, "close", None)
+    if close is not None:
+        close()
 
 
 def _infer(runner: Runner, pair: Pair, summary: FuseSummary, skips_bad: bool) -> np.ndarray | None:
@@ -160,7 +180,7 @@ def _infer(runner: Runner, pair: Pair, summary: FuseSummary, skips_bad: bool) ->
             t_ir, t_vi = prepare(pair.ir, pair.vi, runner.io)
             t1 = time.perf_counter()
             fused = runner.infer(t_ir, t_vi)[0]
-            summary.model_ms.append((time.perf_counter() - t1) * 1e3)
+            summary.add_model_ms((time.perf_counter() - t1) * 1e3)
             return fused
         except OutputError:
             raise

@@ -11,7 +11,8 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
@@ -30,8 +31,9 @@ PNG_LEVEL = 1
 class Sink(Protocol):
     """What the pipeline needs from an output."""
 
-    def write(self, key: str, fused: np.ndarray) -> None:
-        """One runner output (C x H x W); runs on the write-behind thread."""
+    def write(self, key: str, fused: np.ndarray, t_capture: float | None = None) -> None:
+        """One runner output (C x H x W); runs on the write-behind thread. ``t_capture``: when a live
+        pair was captured (host monotonic seconds), else None."""
         ...
 
     def finish(self) -> None:
@@ -95,7 +97,7 @@ class FolderSink:
     def __init__(self, targets: dict[str, tuple[Path, Path | None]], kind: str, tanh_map: str) -> None:
         self.targets, self.kind, self.tanh_map = targets, kind, tanh_map
 
-    def write(self, key: str, fused: np.ndarray) -> None:
+    def write(self, key: str, fused: np.ndarray, t_capture: float | None = None) -> None:
         png, npy = self.targets[key]
         if npy is not None:
             raw = fused.transpose(1, 2, 0) if self.kind == "lutfuse" else fused[0]
@@ -118,7 +120,7 @@ class VideoSink:
     def __init__(self, writer: VideoWriter, kind: str, tanh_map: str, frames_dir: Path | None = None) -> None:
         self.writer, self.kind, self.tanh_map, self.frames_dir = writer, kind, tanh_map, frames_dir
 
-    def write(self, key: str, fused: np.ndarray) -> None:
+    def write(self, key: str, fused: np.ndarray, t_capture: float | None = None) -> None:
         image = to_8bit(fused, self.kind, self.tanh_map)
         self.writer.write(image)
         if self.frames_dir is not None:
@@ -133,3 +135,44 @@ class VideoSink:
     def interrupt(self) -> None:
         """A video file is written whole or not at all (the caller discards the temporary)."""
         self.writer.abort()
+
+
+class LiveVideoSink:
+    """Encode live pairs as they come: the writer opens at the first frame (its size and the cameras'
+    rate are known only then), and each frame is placed at its capture time in periods of ``rate``,
+    so frames dropped upstream leave a gap in time, not a faster video."""
+
+    def __init__(self, target: str, rate: Callable[[], float | None], encoder: str, crf: int | None,
+                 bitrate: str | None, pix_fmt: str | None, container_format: str | None,
+                 codec_options: dict[str, str], kind: str, tanh_map: str) -> None:
+        self.target, self.rate, self.kind, self.tanh_map = target, rate, kind, tanh_map
+        self.settings = (encoder, crf, bitrate, pix_fmt, container_format, codec_options)
+        self.writer: VideoWriter | None = None
+        self.t0 = 0.0
+        self.last_pts = -1
+
+    def write(self, key: str, fused: np.ndarray, t_capture: float | None = None) -> None:
+        image = to_8bit(fused, self.kind, self.tanh_map)
+        if self.writer is None:
+            encoder, crf, bitrate, pix_fmt, fmt, options = self.settings
+            rate = Fraction(self.rate() or 30).limit_denominator(1001)
+            self.writer = VideoWriter(self.target, rate, image.shape[1], image.shape[0], encoder, crf, bitrate,
+                                      pix_fmt, fmt, {"g": str(max(1, round(rate))), **options})
+            self.t0 = t_capture or 0.0
+        pts = self.last_pts + 1
+        if t_capture is not None:
+            pts = max(pts, round((t_capture - self.t0) * float(self.writer.rate)))
+        self.writer.write(image, pts)
+        self.last_pts = pts
+
+    def finish(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+    def interrupt(self) -> None:
+        """A recording stopped by Ctrl-C is kept: finalized like one that ran its course."""
+        self.finish()

@@ -46,6 +46,7 @@ class Pair:
     vi: np.ndarray | None = None
     error: str | None = None
     looks_swapped: bool = False  # colour IR with a gray visible image
+    t: float | None = None  # capture time on this host's monotonic clock (live cameras), for latency
 
 
 class Source(Protocol):
@@ -54,6 +55,7 @@ class Source(Protocol):
     unit: str  # "pair" or "frame": the progress bar's unit
     total: int | None  # pairs expected, when known
     skips_bad: bool  # a bad pair is reported and skipped (folders), or ends the run (a video's frames)
+    live: bool  # pairs come when asked for, newest first (live cameras): no read-ahead, nothing queued
 
     def pairs(self) -> Iterator[Pair]:
         """Runs on the read-ahead thread."""
@@ -71,6 +73,7 @@ class FolderSource:
     memory: MemoryCheck | None = None
     unit: str = "pair"
     skips_bad: bool = True
+    live: bool = False
     total: int | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -152,6 +155,7 @@ class VideoSource:
 
     unit = "frame"
     skips_bad = False  # a video with a frame missing is not the video asked for
+    live = False
 
     def __init__(self, ir_path: str | Path, vi_path: str | Path, vi_mode: str, ir16: str = "refuse",
                  resample_to: str | None = None, check: PairCheck = same_size) -> None:

@@ -51,7 +51,7 @@ class VideoInfo:
         return f"{self.width}x{self.height}"
 
 
-def _reason(exc: BaseException) -> str:
+def ffmpeg_reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return text.strip().splitlines()[0] if text and text.strip() else type(exc).__name__
 
@@ -73,7 +73,7 @@ def probe(path: str | Path) -> VideoInfo:
             return VideoInfo(path, s.codec_context.width, s.codec_context.height,
                              Fraction(rate) if rate else None, int(s.frames or 0), s.codec_context.name)
     except av.error.FFmpegError as exc:
-        raise InputError(f"{path}: cannot read as a video ({_reason(exc)})") from None
+        raise InputError(f"{path}: cannot read as a video ({ffmpeg_reason(exc)})") from None
 
 
 @contextlib.contextmanager
@@ -101,10 +101,6 @@ def decode(info: VideoInfo, mode: str, ir16: str | None = None) -> Generator[tup
     gray12le, ...) as the image path maps 16-bit IR, and ``refuse`` refuses them; FFmpeg would
     otherwise keep only their top 8 bits without a word.
     """
-    from PIL import Image
-
-    from lutfuse_deploy.io.images import normalise_16bit
-
     av = import_av()
     n = 0
     t0: float | None = None
@@ -118,23 +114,31 @@ def decode(info: VideoInfo, mode: str, ir16: str | None = None) -> Generator[tup
             except StopIteration:
                 break
             except av.error.FFmpegError as exc:
-                raise InputError(f"{info.path}: corrupt stream near frame {n} ({_reason(exc)})") from None
+                raise InputError(f"{info.path}: corrupt stream near frame {n} ({ffmpeg_reason(exc)})") from None
             _check_logs(info, logs, n)
             t = float(frame.time) if frame.time is not None else n / float(info.rate or 1)
             t0 = t if t0 is None else t0
-            fmt = frame.format.name
-            if ir16 is not None and fmt.startswith("gray") and fmt != "gray":
-                if ir16 == "refuse":
-                    raise InputError(f"{info.path}: {fmt} IR video (more than 8 bits per pixel); choose a "
-                                     "conversion with --ir16 minmax|percentile|linear")
-                yield t - t0, normalise_16bit(frame.to_ndarray(format="gray16le"), ir16)
-            else:
-                rgb = frame.to_ndarray(format="rgb24")
-                yield t - t0, rgb if mode == "RGB" else np.asarray(Image.fromarray(rgb).convert("L"))
+            yield t - t0, frame_array(frame, mode, ir16, str(info.path))
             n += 1
         _check_logs(info, logs, n)
     if info.frames and n < info.frames:
         raise InputError(f"{info.path}: truncated stream, {n} of the {info.frames} frames its header lists")
+
+
+def frame_array(frame: Any, mode: str, ir16: str | None, where: str) -> np.ndarray:
+    """One decoded frame as ``decode`` yields it (shared with live cameras, so both fuse the same)."""
+    from PIL import Image
+
+    from lutfuse_deploy.io.images import normalise_16bit
+
+    fmt = frame.format.name
+    if ir16 is not None and fmt.startswith("gray") and fmt != "gray":
+        if ir16 == "refuse":
+            raise InputError(f"{where}: {fmt} IR video (more than 8 bits per pixel); choose a "
+                             "conversion with --ir16 minmax|percentile|linear")
+        return normalise_16bit(frame.to_ndarray(format="gray16le"), ir16)
+    rgb = frame.to_ndarray(format="rgb24")
+    return rgb if mode == "RGB" else np.asarray(Image.fromarray(rgb).convert("L"))
 
 
 def _check_logs(info: VideoInfo, logs: list[tuple[int, str, str]], n: int) -> None:
@@ -147,8 +151,9 @@ def _check_logs(info: VideoInfo, logs: list[tuple[int, str, str]], n: int) -> No
 class VideoWriter:
     """Encode uint8 RGB (H x W x 3) or gray (H x W) frames at a constant ``rate`` into ``path``."""
 
-    def __init__(self, path: Path, rate: Fraction, width: int, height: int, encoder: str,
-                 crf: int | None = None, bitrate: str | None = None, pix_fmt: str | None = None) -> None:
+    def __init__(self, path: Path | str, rate: Fraction, width: int, height: int, encoder: str,
+                 crf: int | None = None, bitrate: str | None = None, pix_fmt: str | None = None,
+                 container_format: str | None = None, codec_options: dict[str, str] | None = None) -> None:
         av = import_av()
         self.av = av
         try:
@@ -166,22 +171,24 @@ class VideoWriter:
                            formats[0] if formats else "yuv420p")
         elif formats and pix_fmt not in formats:
             raise InputError(f"--pix-fmt {pix_fmt}: {encoder} takes {', '.join(formats)}")
-        options = {"crf": str(crf)} if crf is not None else {}
+        options = {**(codec_options or {}), **({"crf": str(crf)} if crf is not None else {})}
         self.rate = rate
         self.count = 0
         try:
-            self.container = av.open(str(path), "w")
+            self.container = av.open(str(path), "w", format=container_format)
             self.stream = self.container.add_stream(encoder, rate=rate, options=options)
             self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, pix_fmt
             if bitrate:
                 self.stream.bit_rate = parse_bitrate(bitrate)
         except (av.error.FFmpegError, ValueError) as exc:
-            raise InputError(f"{path.suffix}: cannot write {encoder} video there ({_reason(exc)})") from None
+            where = Path(path).suffix if isinstance(path, Path) else path
+            raise InputError(f"{where}: cannot write {encoder} video there ({ffmpeg_reason(exc)})") from None
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, pts: int | None = None) -> None:
+        """Frames follow one another at ``rate`` unless ``pts`` (in frame periods, increasing) places them."""
         frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(image),
                                                 format="rgb24" if image.ndim == 3 else "gray")
-        frame.pts = self.count
+        frame.pts = self.count if pts is None else pts
         frame.time_base = 1 / self.rate
         self._mux(frame)
         self.count += 1
@@ -191,7 +198,7 @@ class VideoWriter:
             for packet in self.stream.encode(frame):
                 self.container.mux(packet)
         except self.av.error.FFmpegError as exc:
-            raise InputError(f"encoding with {self.stream.codec_context.name} failed ({_reason(exc)})") from None
+            raise InputError(f"encoding with {self.stream.codec_context.name} failed ({ffmpeg_reason(exc)})") from None
 
     def close(self) -> None:
         """Flush the encoder and write the trailer."""
