@@ -119,17 +119,6 @@ def test_profile_takes_a_folder_and_names_the_file_type_a_backend_needs(tmp_path
     assert_one_line_error(proc, "lut.safetensors", "TensorRT engine (.engine")
 
 
-def test_targets_fit_the_terminal() -> None:
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "lutfuse_deploy", "targets"], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "90"}, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert max(len(ln) for ln in proc.stdout.splitlines()) <= 90
-    assert "orin-nx" in proc.stdout  # names fold, never cut to "orin-n…"
-
-
 def test_fuse_refuses_a_pair_that_will_not_fit_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     from lutfuse_deploy.cli import main
