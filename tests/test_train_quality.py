@@ -179,3 +179,45 @@ def test_unknown_set_is_refused_before_any_work(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["--sets", "tno,nope", "--out", str(tmp_path / "q.md"), "--no-figure"])
     assert res.exit_code != 0 and "error: --sets: unknown set nope" in res.output
     assert not (tmp_path / "q.md").exists()
+
+
+def test_compare_counts_wins_per_set_and_refuses_bad_input(tmp_path: Path) -> None:
+    """``python -m lutfuse_deploy.quality.compare``: wins follow the means it writes; bad input is one line."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import assert_one_line_error
+    from train_helpers import make_train_data
+
+    from lutfuse_deploy.train.mini import init_max_rule
+
+    data = make_train_data(tmp_path / "d")
+    torch.manual_seed(0)
+    ref = MMDRStudent()
+    max_rule = MMDRStudent()
+    init_max_rule(max_rule)
+    paths = {n: save_checkpoint(m, tmp_path / f"{n}.safetensors") for n, m in (("ref", ref), ("max", max_rule))}
+    same = save_checkpoint(ref, tmp_path / "same.safetensors")
+
+    def run(*args: object) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "lutfuse_deploy.quality.compare", *map(str, args)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+    out = tmp_path / "wins.json"
+    proc = run("--against", paths["ref"], "--set", f"a={data / 'msrs'}", "--set", f"b={data / 'llvip'}",
+               f"same={same}", f"max={paths['max']}", "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    table = json.loads(out.read_text())
+    assert set(table) == {"a", "b"}
+    for name, rows in table.items():
+        ref_mean, max_mean = rows["reference"]["mean"], rows["max"]["mean"]
+        expected = [m for m in ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC")
+                    if max_mean[m] >= ref_mean[m]]
+        assert rows["max"]["wins"] == expected
+        assert f"{name}: max: {len(expected)}/10" in proc.stdout
+        assert f"{name}: same: 10/10" in proc.stdout  # the same weights match on every metric
+    assert_one_line_error(run("--against", paths["ref"], "--set", f"a={tmp_path}", f"x={same}"), "holds no ir/")
+    assert_one_line_error(run("--against", paths["ref"], "--set", f"a={data / 'msrs'}", "x=nope.safetensors"),
+                          "checkpoint not found")
+    assert_one_line_error(run("--against", paths["ref"], "--set", "a", f"x={same}"), "expected NAME=PATH")

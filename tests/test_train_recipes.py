@@ -76,6 +76,12 @@ def test_recipes_exist_for_every_kind() -> None:
         ({"kind": "lut", "loss": {"ir_smoothness": 1}}, "loss.ir_smoothness: unknown key"),
         ({"kind": "teacher", "loss": {"flat_detail": 1}}, "loss.flat_detail: unknown key"),
         ({"kind": "lut", "loss": {"flat_detail": 1, "flat_edge": 0}}, "loss.flat_edge: must be > 0 when"),
+        ({"kind": "mini", "loss": {"lut_output": 1.0}}, "loss.lut_teacher: needed by loss.lut_output"),
+        ({"kind": "mini", "loss": {"lut_context": 1.0}}, "loss.lut_teacher: needed by"),
+        ({"kind": "mini", "loss": {"lut_teacher": "l.safetensors"}}, "loss.lut_teacher: set, but loss.lut_output"),
+        ({"kind": "mini", "loss": {"lut_output": -1.0}}, "loss.lut_output: expected a number >= 0"),
+        ({"kind": "mini", "loss": {"lut_outptu": 1.0}}, "loss.lut_outptu: unknown key"),
+        ({"kind": "lut", "loss": {"lut_output": 1.0}}, "loss.lut_output: unknown key"),
     ],
 )
 def test_bad_recipe_names_the_key(raw: dict, needle: str) -> None:
@@ -114,6 +120,16 @@ def test_disk_use_is_bounded() -> None:
     )
     assert disk_bytes(small) == {"refresh banks": 2 * 10 * 64 * 64 * 2 + 10 * 9}  # no teacher: no targets
     assert disk_bytes(recipe_from_dict({"kind": "teacher"})) == {}
+    lut = recipe_from_dict(
+        {
+            "kind": "mini",
+            "data": {"patches": 10, "crop": 64, "flip": False},
+            "loss": {"refresh": 0.0, "distill_feature": 0.0, "distill_output": 0.0,
+                     "lut_teacher": "l.safetensors", "lut_context": 1.0},
+        }
+    )
+    assert disk_bytes(lut) == {"LUT-Fuse targets": 10 * (2 * 64 * 64 * 2 + 1)}
+    assert lut.loss.uses_pool  # cached targets need the fixed pool even without refresh banks
 
 
 def test_holdout_is_spread_over_each_set_and_disjoint_from_training(tmp_path: Path) -> None:

@@ -171,6 +171,37 @@ def test_lut_noise_terms_are_off_by_default_and_logged_when_on(
     assert all(e["ir_curvature"] > 0 for e in logged)
 
 
+def test_mini_distils_lut_fuse_output_and_context(data: Path, teacher_ckpt: Path, tmp_path: Path) -> None:
+    """The LUT-Fuse terms are logged, cached per pool patch (the cache only rounds to float16), work
+    without refresh banks (the pool is still drawn), and the output term alone pulls towards LUT-Fuse."""
+    from lutfuse_deploy.models.lut import analytic_lutfuse
+
+    lut = save_checkpoint(analytic_lutfuse(seed=3), tmp_path / "lut.safetensors")
+
+    def run(name: str, **loss: object) -> list[dict]:
+        r = _recipe("ci-mini.yaml", data, steps=8)
+        r.loss.intensity = r.loss.gradient = r.loss.ssim = r.loss.distill_feature = 0.0
+        r.loss.lut_teacher = str(lut)
+        for k, v in loss.items():
+            setattr(r.loss, k, v)
+        res = train("mini", r, data=data, out=tmp_path / name, teacher=teacher_ckpt, progress=False)
+        assert load_model(res.last)[1]["provenance"]["lut_teacher"]["file"] == "lut.safetensors"
+        return [e for e in _log(tmp_path / name) if "loss" in e]
+
+    both = {"lut_output": 1.0, "lut_context": 1.0, "distill_output": 0.0}
+    cached, fresh = run("cached", **both), run("fresh", cache_teacher=False, **both)
+    for term in ("lut_output", "lut_context"):
+        assert cached[0][term] > 0 and cached[0][term] == pytest.approx(fresh[0][term], rel=1e-2)
+    assert np.load(tmp_path / "cached" / "lut_targets" / "have.npy").sum() > 1
+    assert not (tmp_path / "cached" / "teacher_targets").exists()  # no teacher term: no teacher targets
+    assert not (tmp_path / "fresh" / "lut_targets").exists()
+    alone = run("alone", lut_output=1.0, refresh=0.0, distill_output=1.0)
+    assert alone[-1]["lut_output"] < alone[0]["lut_output"]
+    # without refresh banks the cached targets still index distinct pool patches (not one shared key)
+    assert np.load(tmp_path / "alone" / "teacher_targets" / "have.npy").sum() > 1
+    assert not (tmp_path / "alone" / "refresh").exists()
+
+
 def test_same_seed_same_weights_and_no_clobbering(data: Path, tmp_path: Path) -> None:
     r = _recipe("ci-teacher.yaml", data, steps=2)
     one = train("teacher", r, data=data, out=tmp_path / "a", progress=False)

@@ -7,6 +7,7 @@ imported official checkpoint reproduces the official outputs to 1e-4.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -77,10 +78,13 @@ class ContextNet(nn.Module):
         self.mid_layer = nn.Sequential(*mid)
         self.output_layer = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(width, 1, 3, padding=1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden features (``width`` channels), before the dropout and the output conv."""
         x = self.input_layer(x)
-        x = self.mid_layer(x) + x
-        return torch.sigmoid(self.output_layer(x))
+        return self.mid_layer(x) + x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.output_layer(self.features(x)))
 
 
 def luminance(vi_rgb01: torch.Tensor) -> torch.Tensor:
@@ -179,16 +183,25 @@ class LutFuse(nn.Module):
 
     def context_map(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """Sigmoid context on [0, 1], at full resolution (upsampled if computed at a lower one)."""
+        return self._at_context_scale(ir, vi, self.context)
+
+    def context_features(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        """The context network's last hidden features at full resolution (what a student can distil)."""
+        return self._at_context_scale(ir, vi, self.context.features)
+
+    def _at_context_scale(
+        self, ir: torch.Tensor, vi: torch.Tensor, net: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         # NCHW, as the official code runs it: the same convolution kernels, hence the same float32
         # roundings. It must follow the official code op for op: the InstanceNorm of a near-constant
         # channel amplifies any other rounding (a channels-last copy differed on TNO).
         x = torch.cat([vi, ir], dim=1)
         s = self.config.context_scale
         if s >= 1.0:
-            return self.context(x)
+            return net(x)
         h, w = x.shape[2:]
         small = F.interpolate(x, scale_factor=s, mode="area")
-        return F.interpolate(self.context(small), size=(h, w), mode="bilinear", align_corners=False)
+        return F.interpolate(net(small), size=(h, w), mode="bilinear", align_corners=False)
 
     def coordinates(self, ir: torch.Tensor, vi: torch.Tensor) -> list[torch.Tensor]:
         """The four look-up coordinates [y, g, c, ir] in table units, clamped to the lattice."""

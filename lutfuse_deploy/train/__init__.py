@@ -92,7 +92,8 @@ def train(
         out_dir = Path(out) if out is not None else Path("runs") / kind
         # Everything that can be refused without the data is, before the data is decoded.
         check_out_dir(out_dir, resume)
-        check_outputs(folders=[out_dir], inputs=[p for p in (recipe, teacher or r.teacher, root, val)
+        lut_teacher = r.loss.lut_teacher if r.kind == "mini" else None
+        check_outputs(folders=[out_dir], inputs=[p for p in (recipe, teacher or r.teacher, lut_teacher, root, val)
                                                  if isinstance(p, (str, Path))])
         t_model, t_prov = _teacher(teacher or r.teacher, r.kind) if r.kind != "teacher" else (None, {})
         pairs, held = split_holdout(collect_pairs(set_folders(root, r.data.sets)), r.data.holdout)
@@ -105,7 +106,7 @@ def train(
             val_root = Path(r.val.root) if r.val.root else data_root() / "ivif" / "llvip_test"
             val_from = str(val_root)
             val_pairs = validation_pairs(val_root, r.val.pairs, r.val.crop) if ctx.is_main else []
-        pool = r.data.patches if r.kind == "mini" and r.loss.refresh else 0
+        pool = r.data.patches if r.kind == "mini" and r.loss.uses_pool else 0
         spec = StreamSpec(r.data.crop, r.data.flip, r.seed, ctx.rank, ctx.world, pool)
         stream = CropStream(PairStore(pairs, r.data.cache), spec)
         provenance = {

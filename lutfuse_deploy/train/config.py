@@ -128,6 +128,13 @@ class MiniLoss:
     # both convs to tanh(2 max(ir, vi) - 1), the rule the intensity term asks for; "random": torch's init
     init: str = _opt("teacher", choices=("random", "teacher", "max"))
     cache_teacher: bool = _opt(True)  # compute the teacher once per pool patch, keep its targets on disk
+    # distillation from a LUT-Fuse checkpoint (both weights 0: off, and lut_teacher must be unset):
+    # lut_output is L1 between the student's and LUT-Fuse's fused Y, each min-max stretched per crop
+    # (what `fuse` does to the student); lut_context matches the student's 4-channel feature to the
+    # channel-summed, L2-normalised map of LUT-Fuse's context-network features (as distill_feature does)
+    lut_teacher: str | None = _opt(None)  # LUT-Fuse checkpoint (.safetensors) distilled by lut_*
+    lut_output: float = _opt(0.0, lo=0.0)
+    lut_context: float = _opt(0.0, lo=0.0)
 
     @property
     def distils(self) -> bool:
@@ -135,8 +142,21 @@ class MiniLoss:
         return bool(self.distill_feature or self.distill_output)
 
     @property
+    def distils_lut(self) -> bool:
+        return bool(self.lut_output or self.lut_context)
+
+    @property
     def keeps_teacher_targets(self) -> bool:
         return self.cache_teacher and self.distils
+
+    @property
+    def keeps_lut_targets(self) -> bool:
+        return self.cache_teacher and self.distils_lut
+
+    @property
+    def uses_pool(self) -> bool:
+        """Refresh banks and cached targets index a fixed patch pool (``data.patches``)."""
+        return bool(self.refresh) or self.keeps_teacher_targets or self.keeps_lut_targets
 
 
 @dataclass
@@ -282,6 +302,12 @@ def _cross_checks(r: Recipe, source: str) -> None:
         )
     if getattr(r.loss, "flat_detail", 0.0) > 0 and r.loss.flat_edge <= 0:
         raise ConfigError(f"{source}: loss.flat_edge: must be > 0 when loss.flat_detail is on (no pixel is flat)")
+    if r.kind == "mini" and r.loss.distils_lut != (r.loss.lut_teacher is not None):
+        raise ConfigError(
+            f"{source}: loss.lut_teacher: "
+            + ("needed by loss.lut_output / loss.lut_context" if r.loss.distils_lut
+               else "set, but loss.lut_output and loss.lut_context are 0 (it would be ignored)")
+        )
     vgg = getattr(r.loss, "vgg_weights", None)
     if getattr(r.loss, "perceptual", 0.0) > 0 and not vgg:
         raise ConfigError(
@@ -314,4 +340,6 @@ def disk_bytes(recipe: Recipe) -> dict[str, int]:
         out["refresh banks"] = RefreshBank.nbytes(d.patches, d.crop, loss.refresh_dtype)
     if loss.keeps_teacher_targets:
         out["teacher targets"] = TeacherTargets.nbytes(d.patches, d.crop, d.flip)
+    if loss.keeps_lut_targets:
+        out["LUT-Fuse targets"] = TeacherTargets.nbytes(d.patches, d.crop, d.flip)
     return out

@@ -9,6 +9,9 @@
 The student's last conv (4 -> 1) starts as a copy of the teacher's, as in the official training
 (``loss.init: teacher``), or the whole student starts as the max rule (``loss.init: max``).
 The teacher's targets for the pool are computed once and kept on disk (``targets.TeacherTargets``).
+Optionally a LUT-Fuse checkpoint is distilled too (``loss.lut_teacher``): on cameras outside the
+training sets the shipped LUT-Fuse is the stronger fusion model, so its output and its context
+network's features are offered as further targets, cached the same way.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lutfuse_deploy.models import MMDRStudent, MMDRTeacher
+from lutfuse_deploy.models.lut import LutFuse
 from lutfuse_deploy.train.config import Recipe
 from lutfuse_deploy.train.data import CropStream
 from lutfuse_deploy.train.engine import Task
@@ -122,6 +127,24 @@ class MiniTask(Task):
             self.targets = shared(lambda create: TeacherTargets(folder_t, d.patches, d.crop, d.flip, sha, create))
         self.distils = loss.distils
         self.provenance = {}
+        self.lut: LutFuse | None = None
+        self.lut_targets: TeacherTargets | None = None
+        if loss.distils_lut:
+            from lutfuse_deploy.io.checkpoints import load_model, resolve_checkpoint, weights_sha256
+            from lutfuse_deploy.io.files import sha256_file
+
+            path = resolve_checkpoint(cast(str, loss.lut_teacher))
+            lut, meta = load_model(path, kind="lutfuse")
+            self.lut = cast(LutFuse, lut.to(device).eval().requires_grad_(False))
+            self.provenance["lut_teacher"] = {
+                "file": path.name, "sha256": sha256_file(path), "weights_sha256": meta["weights_sha256"]
+            }
+            if loss.keeps_lut_targets:
+                lut_sha = weights_sha256(self.lut.state_dict())
+                folder_l = Path(out_dir) / "lut_targets"
+                self.lut_targets = shared(
+                    lambda create: TeacherTargets(folder_l, d.patches, d.crop, d.flip, lut_sha, create)
+                )
         self._train = _WithFeatures(self.model)
 
     def train_module(self) -> nn.Module:
@@ -139,6 +162,12 @@ class MiniTask(Task):
                 terms["distill_feature"] = w["distill_feature"] * digestible_loss(feat, t_feat)
             if w["distill_output"]:
                 terms["distill_output"] = w["distill_output"] * digestible_loss(raw, t_out)
+        if self.lut is not None:
+            l_out, l_feat = self._lut_teacher(batch, raw)
+            if w["lut_output"]:
+                terms["lut_output"] = w["lut_output"] * F.l1_loss(minmax(raw), minmax(l_out))
+            if w["lut_context"]:
+                terms["lut_context"] = w["lut_context"] * digestible_loss(feat, l_feat)
         if self.bank is not None:
             terms["refresh"] = w["refresh"] * self.bank.loss(out, batch["patch"], batch["flips"], ir01, vi01)
         return terms
@@ -156,7 +185,22 @@ class MiniTask(Task):
 
         return self.targets.get(batch["patch"], batch["flips"], compute, like)
 
+    @torch.no_grad()
+    def _lut_teacher(self, batch: dict[str, torch.Tensor], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """LUT-Fuse's (fused Y clamped to [0, 1] as ``fuse`` writes it, context features) for the batch."""
+        lut = cast(LutFuse, self.lut)
+
+        def compute(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            m = mask.to(batch["ir"].device)
+            ir, rgb = batch["ir"][m], batch["rgb"][m]
+            return lut.fused_y(ir, rgb).clamp(0.0, 1.0), lut.context_features(ir, rgb)
+
+        if self.lut_targets is None:
+            out, feat = compute(torch.ones(len(batch["ir"]), dtype=torch.bool))
+            return out, feat.sum(1, keepdim=True)
+        return self.lut_targets.get(batch["patch"], batch["flips"], compute, like)
+
     def flush(self) -> None:
-        for store in (self.bank, self.targets):
+        for store in (self.bank, self.targets, self.lut_targets):
             if store is not None:
                 store.flush()
