@@ -26,12 +26,12 @@ if TYPE_CHECKING:
               help="Checkpoint (.safetensors or folder) for torch, .onnx for onnxruntime or openvino, "
               ".engine for tensorrt.")
 @click.option("--ir", "ir_arg", required=True, metavar="FILE|DIR|URL",
-              help="IR image, folder, video or camera (rtsp://, udp://, srt://, /dev/videoN).")
+              help="IR image, folder, video or camera (an rtsp, udp or rtp URL, or /dev/videoN).")
 @click.option("--vi", "vi_arg", required=True, metavar="FILE|DIR|URL",
               help="Visible image, folder (same names), video or camera.")
 @click.option("--out", "out_arg", required=True, metavar="DIR|FILE|URL",
               help="Output folder for NAME.png, a file NAME.png when --ir and --vi are one pair, a video "
-              "file, or (live) a stream such as udp://HOST:PORT.")
+              "file, or (live) a stream such as udp://<host>:<port>.")
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino", "tensorrt"]),
               default="auto", show_default=True,
               help="auto: a checkpoint runs as its default ONNX export in ONNX Runtime, exported and verified "

@@ -1,6 +1,6 @@
 """The live half of ``fuse``: its options, when a run is live, and its summary line.
 
-``fuse`` routes here when --ir or --vi is a camera address (rtsp://, udp://, srt://, /dev/videoN)
+``fuse`` routes here when --ir or --vi is a camera address (an rtsp, udp, rtp or srt URL, /dev/videoN)
 or --live is given; the work is ``fuse.live_run.fuse_live``.
 """
 
@@ -30,7 +30,7 @@ def _key_values(_ctx: click.Context, param: click.Parameter, values: tuple[str, 
 LIVE_OPTIONS = (
     click.option("--live", is_flag=True,
                  help="Live: treat --ir/--vi files as cameras (played at their own rate); implied by camera "
-                      "addresses (rtsp://, udp://, srt://, rtp://, /dev/videoN)."),
+                      "addresses (rtsp, udp, srt or rtp URLs, /dev/videoN)."),
     click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
                  help="Live: stop after this many seconds of fusing (Ctrl-C or SIGTERM also stop; the output "
                       "is finalized either way)."),

@@ -13,7 +13,7 @@ decoder jitter do not move it; the offset may creep up by 0.1 % of elapsed strea
 camera clock slower than the host's. Two cameras' clocks are unrelated, so only this mapping makes
 them comparable; what it cannot see is a constant difference in the two cameras' own delays
 (exposure to packet). The "arrival" clock is the moment the frame was decoded here. Either way,
-MPEG-TS inputs (udp://, srt://, .ts files) have two frame periods taken off: FFmpeg's demuxer hands
+MPEG-TS inputs (udp and srt URLs, .ts files) have two frame periods taken off: FFmpeg's demuxer hands
 an H.264 frame over only when the next one starts (measured on 127.0.0.1: 2 periods + ~2 ms at 10,
 25 and 30 fps), a delay that would otherwise pair cameras of different rates off by the difference.
 """

@@ -123,7 +123,7 @@ def stop_on_signals(source: LiveSource) -> Iterator[None]:
 def fuse_live(runner: Runner, ir: str, vi: str, out: str, live: LiveOptions | None = None,
               video: VideoOptions | None = None, codec_options: dict[str, str] | None = None,
               progress: bool = True) -> LiveSummary:
-    """Fuse two live cameras into ``out`` (a video file, or a stream address such as udp://HOST:PORT).
+    """Fuse two live cameras into ``out`` (a video file, or a stream address such as udp://<host>:<port>).
 
     Raises ``InputError`` after finalizing the output when a camera failed; ``summary.exit_code`` is
     130/143 when a signal stopped the run.
