@@ -13,11 +13,11 @@ import pytest
 from profile_fakes import FakeRunner
 from video_helpers import make_gray16_video, make_video, read_video
 
-from lutfuse_deploy.cli.video import video_run
 from lutfuse_deploy.errors import InputError, OutputError
 from lutfuse_deploy.fuse.convert import prepare, to_8bit
 from lutfuse_deploy.fuse.pairing import Pairing, pair_by_index, pair_by_time
 from lutfuse_deploy.fuse.pipeline import VideoOptions, fuse_pairs, fuse_video
+from lutfuse_deploy.fuse.plan import is_video_run as video_run
 from lutfuse_deploy.fuse.sinks import plan_outputs
 from lutfuse_deploy.fuse.sources import check_streams
 from lutfuse_deploy.io.images import ImagePair, normalise_16bit
@@ -67,10 +67,18 @@ def test_a_png_name_takes_exactly_one_pair(tmp_path):
     assert [p for p, _ in plan_outputs(two, tmp_path / "out")] == [tmp_path / "out" / "a.png", tmp_path / "out" / "b.png"]
 
 
+def _plan(pairs, out, save_float=False):
+    """A fuse plan for ``pairs`` written to the folder ``out``."""
+    from lutfuse_deploy.fuse.plan import PairsPlan
+
+    targets = {p.name: t for p, t in zip(pairs, plan_outputs(pairs, out, save_float))}
+    return PairsPlan(out, list(pairs), targets)
+
+
 def test_save_float_refused_for_a_uint8_model(tmp_path):
     pair = ImagePair("a", tmp_path / "ir.png", tmp_path / "vi.png")
     with pytest.raises(InputError, match="--save-float needs a float-io model"):
-        fuse_pairs(FakeRunner(io="uint8"), [pair], tmp_path / "out", save_float=True, progress=False)
+        fuse_pairs(FakeRunner(io="uint8"), _plan([pair], tmp_path / "out", True), save_float=True, progress=False)
     assert not (tmp_path / "out").exists()
 
 
@@ -85,7 +93,7 @@ def test_folder_pairs_below_3x3_or_of_two_sizes_are_reported_and_skipped(tmp_pat
         Image.fromarray(np.full(ir_hw, 50, np.uint8)).save(ir)
         Image.fromarray(np.full((*vi_hw, 3), 90, np.uint8)).save(vi)
         pairs.append(ImagePair(name, ir, vi))
-    summary = fuse_pairs(FakeRunner(), pairs, tmp_path / "out", progress=False)
+    summary = fuse_pairs(FakeRunner(), _plan(pairs, tmp_path / "out"), progress=False)
     assert summary.done == ["ok"]
     assert [e.split(":")[0] for e in summary.failed] == ["small", "thin", "taller", "wider"]
     assert all("smaller than 3x3" in e for e in summary.failed[:2])
