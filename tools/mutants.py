@@ -56,7 +56,7 @@ _PIPE = "lutfuse_deploy/fuse/pipeline.py"
 _PAIR = "lutfuse_deploy/fuse/pairing.py"
 _BASE = "lutfuse_deploy/runtime/base.py"
 _VIDEO = "lutfuse_deploy/io/video.py"
-_CLIV = "lutfuse_deploy/cli/video.py"
+_PLAN = "lutfuse_deploy/fuse/plan.py"
 _RIGF = "lutfuse_deploy/rig/file.py"
 _REC = "lutfuse_deploy/train/config.py"
 _RIGP = "lutfuse_deploy/rig/points.py"
@@ -176,8 +176,8 @@ MUTANTS: list[Mutant] = [
     M("gate-ratio-stat", _GATE, "value = _stat(m, r.stat) / ref", "value = _stat(m, \"p50\") / ref", GATE,
       "ratio_to.stat ignored for the measured side"),
     M("gate-positive-zero", _GATE, "or value <= 0:", "or value < 0:", GATE, "a limit of 0 ms accepted"),
-    M("gate-empty-held", _GATE, "return bool(checks) and all(c.held for c in checks)",
-      "return all(c.held for c in checks)", GATE, "no checks at all counts as a pass"),
+    M("gate-empty-held", _GATE, "return any(c.held for c in checks) and not any(c.failed for c in checks)",
+      "return not any(c.failed for c in checks)", GATE, "no checks at all counts as a pass"),
     M("gate-artifact-name", _GATE, "Path(r.artifact).name == artifact or r.artifact == artifact",
       "r.artifact == artifact", GATE, "artifact: by file name no longer matches a result with a folder path"),
     M("gate-unplannable-ratio", _GATE, "needs = [(b.model, b.backend)] + ([(b.model, b.ratio.backend)] if b.ratio else [])",
@@ -345,11 +345,11 @@ MUTANTS: list[Mutant] = [
       "a lead frame two periods from any other frame is still paired"),
     M("pair-index-tail", _PAIR, "stats.vi_left = list(range(stats.pairs, stats.pairs + n_vi))",
       "stats.vi_left = []", FUSE, "a longer visible stream's tail is not reported"),
-    M("video-ir16-refuse", _VIDEO, 'if ir16 == "refuse":\n                    raise',
-      'if ir16 == "never":\n                    raise', FUSE, "gray16 IR video fused without --ir16"),
+    M("video-ir16-refuse", _VIDEO, 'if ir16 == "refuse":\n            raise',
+      'if ir16 == "never":\n            raise', FUSE, "gray16 IR video fused without --ir16"),
     M("bitrate-units", _VIDEO, 'units = {"k": 1_000, "m": 1_000_000}', 'units = {"k": 1_024, "m": 1_048_576}', FUSE,
       "--bitrate 4M taken as 4 MiB/s"),
-    M("video-mixed-refused", _CLIV, "if not all(flags.values()):", "if not flags[\"--out\"]:", FUSE,
+    M("video-mixed-refused", _PLAN, "if not all(flags.values()):", "if not flags[\"--out\"]:", FUSE,
       "--ir a.mp4 --vi b.png --out c.mp4 not refused"),
     # second batch (fuse pipeline)
     M("video-rate-unknown", _SRC, "        if v.rate is None:\n", "        if False:\n", FUSE,
