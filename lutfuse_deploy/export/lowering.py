@@ -203,7 +203,8 @@ class RigWarp(nn.Module):
         self._down = [(r[1] * v).reshape(1, 1, h, 1) for r in rows]
 
     def forward(self, ir: torch.Tensor) -> torch.Tensor:
-        x, y, d = (torch.as_tensor(a, dtype=ir.dtype) + torch.as_tensor(b, dtype=ir.dtype)
+        x, y, d = (torch.as_tensor(a, dtype=ir.dtype, device=ir.device) + torch.as_tensor(b, dtype=ir.dtype,
+                                                                                           device=ir.device)
                    for a, b in zip(self._across, self._down))
         grid = torch.cat([(x / d).unsqueeze(-1), (y / d).unsqueeze(-1)], dim=-1)[:, 0]  # 1 x h x w x 2
         grid = grid.expand(ir.shape[0], -1, -1, -1)
