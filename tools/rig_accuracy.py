@@ -55,7 +55,21 @@ def _stats(values: list[float]) -> dict[str, float]:
             "p90": float(np.percentile(v, 90)), "max": float(v.max()), "min": float(v.min())}
 
 
-def measure_points(pairs: list, seeds: int, n_points: int, noise: float) -> dict:
+def _place(rng: np.random.Generator, box: tuple[int, int, int, int], n: int, placement: str) -> np.ndarray:
+    """``n`` visible points in the box: uniformly at random, or one per cell of a 4-column grid (as a
+    person spreading clicks over the frame would), each at a random spot inside its cell's middle 80 %."""
+    x0, y0, w, h = box
+    if placement == "random":
+        return rng.uniform([x0, y0], [x0 + w - 1, y0 + h - 1], size=(n, 2))
+    cols = min(4, n)
+    rows = -(-n // cols)
+    cells = [(i, j) for j in range(rows) for i in range(cols)][:n]
+    cw, ch = (w - 1) / cols, (h - 1) / rows
+    return np.array([rng.uniform([x0 + (i + 0.1) * cw, y0 + (j + 0.1) * ch], [x0 + (i + 0.9) * cw, y0 + (j + 0.9) * ch])
+                     for i, j in cells])
+
+
+def measure_points(pairs: list, seeds: int, n_points: int, noise: float, placement: str = "random") -> dict:
     from lutfuse_deploy.rig.points import fit_points
 
     result = {}
@@ -64,8 +78,8 @@ def measure_points(pairs: list, seeds: int, n_points: int, noise: float) -> dict
         for seed in range(seeds):
             rng = np.random.default_rng(seed)
             for _name, truth, _ir, _vi in pairs:
-                x0, y0, w, h = Rig(truth.ir_size, truth.vi_size, truth.homography, "overlap").output_box()
-                vi_pts = rng.uniform([x0, y0], [x0 + w - 1, y0 + h - 1], size=(n_points, 2))
+                box = Rig(truth.ir_size, truth.vi_size, truth.homography, "overlap").output_box()
+                vi_pts = _place(rng, box, n_points, placement)
                 ir_pts = apply_homography(truth.inverse, vi_pts)
                 vi_pts = vi_pts + rng.normal(0, noise, vi_pts.shape)
                 if model == "both":
@@ -136,6 +150,8 @@ def main() -> int:
     ap.add_argument("--offset", type=float, default=15.0, help="start error for refine (visible pixels)")
     ap.add_argument("--points", type=int, default=8)
     ap.add_argument("--noise", type=float, default=1.0, help="click noise, px per coordinate")
+    ap.add_argument("--placement", choices=("random", "grid"), default="random",
+                    help="point pairs uniformly at random in the overlap, or one per cell of a 4-column grid")
     ap.add_argument("--pairs", type=int, default=0, help="only the first N pairs (0: all)")
     ap.add_argument("--jobs", type=int, default=1, help="refinements run in this many processes at once")
     ap.add_argument("--json", type=Path, default=None, help="also write every run here")
@@ -148,7 +164,7 @@ def main() -> int:
     pairs = load_set(root)[: args.pairs or None]
     report: dict = {"set": SET, "pairs": len(pairs), "seeds": args.seeds, "machine": _machine()}
     if args.what in ("points", "both"):
-        report["points"] = measure_points(pairs, args.seeds, args.points, args.noise)
+        report["points"] = measure_points(pairs, args.seeds, args.points, args.noise, args.placement)
     if args.what in ("refine", "both"):
         report["refine"] = measure_refine(pairs, args.seeds, args.offset, RefineOptions(), args.jobs, args.verbose)
     if args.json:
