@@ -86,7 +86,8 @@ def test_a_pair_too_big_for_memory_is_named_and_skipped(tmp_path: Path, models: 
     small, big = (memory.estimate_mib("lutfuse", "torch", w, h) for w, h in ((64, 48), (256, 192)))
     assert small is not None and big is not None and small < big
     monkeypatch.setattr(memory, "available_mib", lambda: (small + big) / 2)
-    code, out, err = _main(capsys, "--model", models["lutfuse"], "--ir", ir, "--vi", vi, "--out", tmp_path / "o")
+    code, out, err = _main(capsys, "--model", models["lutfuse"], "--backend", "torch", "--ir", ir, "--vi", vi,
+                           "--out", tmp_path / "o")
     (line,) = _errors(err)
     assert code == 1 and str(ir / "big.png") in line and "256x192" in line and "--no-memory-check" in line
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["000.png", "001.png"]
@@ -171,7 +172,7 @@ def test_reading_and_writing_run_beside_the_runner(tmp_path: Path, models: dict)
             return super().read(pair)
 
     class Sink:
-        def write(self, key: str, fused: np.ndarray) -> None:
+        def write(self, key: str, fused: np.ndarray, t_capture: float | None = None) -> None:
             threads["write"].add(threading.current_thread().name)
 
         def finish(self) -> None: ...
