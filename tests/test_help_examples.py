@@ -47,6 +47,8 @@ def example_skip_reason(example: str) -> str | None:
         return "--target auto needs a local NVIDIA GPU"
     if "--remote" in example:
         return "needs a device reachable over ssh"
+    if example.startswith("lutfuse-deploy check-int8") and "--int8" not in example:
+        return "checks the engine build.sh built: needs the device's GPU and TensorRT"
     if "--pick" in example:
         return "interactive: serves the picker page until a person presses Save (test_rig_picker_browser clicks it)"
     return skip_reason(example)

@@ -227,8 +227,8 @@ The bundle's build.sh runs it after building an INT8 Q/DQ engine. --int8 FILE ch
 the bundle instead, e.g. its Q/DQ graph in ONNX Runtime (the numbers build-engine printed).
 \b
 Examples:
-  lutfuse-deploy check-int8 engines/orin-nx/lut-int8
-  lutfuse-deploy check-int8 engines/orin-nx/lut-int8 --int8 lut.qdq.onnx
+  lutfuse-deploy check-int8 engines/h100/lut-int8
+  lutfuse-deploy check-int8 engines/h100/lut-int8 --int8 lut.qdq.onnx
 """
 
 
