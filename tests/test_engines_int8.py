@@ -415,8 +415,8 @@ def test_a_local_build_checks_its_engine(bundle_env: tuple[Path, Path], tmp_path
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Where build-engine builds (a GPU here), the engine's row is measured right after the build."""
     from lutfuse_deploy.engines import build as eb
-    from lutfuse_deploy.engines.manifest import write_manifest
     from lutfuse_deploy.engines.local_gpu import LocalGpu
+    from lutfuse_deploy.engines.manifest import write_manifest
 
     def fake_build_here(spec, folder, version, gpu, cache_dir, force, notes):  # type: ignore[no-untyped-def]
         res = eb._write_bundle(spec, folder, True, "", notes)
