@@ -6,8 +6,7 @@ the IR padded to its camera's size, else synthetic gradients with noise), then a
 packets to UDP at their timestamps, looping. Replaying costs almost no CPU, so the fusing process
 gets the machine, as it would beside real cameras.
 
-    python tools/live_speed.py --model lut-fast-rig.onnx --backend onnxruntime \
-        --rig recipes/rigs/example-640x512-to-640x480.yaml --rate 30 --seconds 60
+    python tools/live_speed.py --model lut-fast-rig.onnx --backend onnxruntime --rate 30 --seconds 60
 
 prints one JSON object: the live summary (fps, drops, latency p50/p95, time per stage), RSS samples in
 MiB, the load average before and after, and the CPU model.
@@ -136,6 +135,8 @@ def main() -> None:
 
     options: dict[str, object] = {"threads": args.threads or len(os.sched_getaffinity(0))}
     if args.rig:
+        if args.backend != "torch":
+            ap.error("--rig is for a checkpoint on torch: a graph exported with --rig carries its rig")
         options["rig"] = args.rig
     runner = create_runner(args.model, args.backend, **options)
     load_before = os.getloadavg()
