@@ -1,5 +1,5 @@
 """Heavy optional libraries are imported lazily (Polygraphy's habit): with onnx, onnxruntime, openvino,
-tensorrt, matplotlib, polygraphy, av and tritonclient made unimportable, every module still imports and every
+tensorrt, matplotlib, polygraphy, av, tritonclient and numba made unimportable, every module still imports and every
 command's --help still works; using a missing one names its pip extra."""
 
 from __future__ import annotations
@@ -7,9 +7,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 BLOCKED = ("onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt", "matplotlib", "polygraphy", "av",
-           "tritonclient")
+           "tritonclient", "numba")
+# modules that are an optional library's code through and through: importing them names their extra
+NEEDS_EXTRA = {"lutfuse_deploy.runtime.cpu_kernels": "numba"}
 
 PRELUDE = textwrap.dedent(f"""
     import importlib.abc, sys
@@ -31,10 +34,16 @@ def test_every_module_imports_without_optional_libraries() -> None:
         import importlib, pkgutil, lutfuse_deploy
         names = [m.name for m in pkgutil.walk_packages(lutfuse_deploy.__path__, "lutfuse_deploy.")
                  if not m.name.endswith("__main__")]
+        from lutfuse_deploy.errors import MissingDependency
+        needs = {}
         for name in names:
-            importlib.import_module(name)
+            try:
+                importlib.import_module(name)
+            except MissingDependency as exc:
+                needs[name] = exc.extra
+        assert needs == NEEDS_EXTRA, needs
         print(len(names))
-    """)
+    """.replace("NEEDS_EXTRA", repr(NEEDS_EXTRA)))
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout.strip()) > 20
 
@@ -90,6 +99,21 @@ def test_missing_video_and_triton_extras_are_named(tmp_path) -> None:
     assert "Traceback" not in proc.stderr
     assert "pip install 'lutfuse-deploy[video]'" in proc.stderr, proc.stderr
     assert "pip install 'lutfuse-deploy[triton]'" in proc.stderr, proc.stderr
+
+
+def test_missing_numba_is_named(tmp_path) -> None:
+    proc = _run(f"""
+        from PIL import Image
+        from lutfuse_deploy.cli import main
+        Image.new("L", (8, 8)).save("{tmp_path}/a.png")
+        main(["fuse", "--model", "{Path(__file__).resolve().parents[1]}/lutfuse_deploy/pretrained/mini.safetensors",
+              "--backend", "numba",
+              "--ir", "{tmp_path}/a.png", "--vi", "{tmp_path}/a.png", "--out", "{tmp_path}/o.png"])
+    """)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "pip install 'lutfuse-deploy[numba]'" in proc.stderr, proc.stderr
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_the_declared_torch_range_is_the_one_ci_tests() -> None:

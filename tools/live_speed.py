@@ -121,12 +121,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--backend", default="onnxruntime")
-    ap.add_argument("--rig", default=None, help="for a checkpoint on torch (a graph carries its rig)")
+    ap.add_argument("--rig", default=None, help="for a checkpoint on torch or numba (a graph carries its rig)")
     ap.add_argument("--ir-size", default="640x512")
     ap.add_argument("--vi-size", default="640x480")
     ap.add_argument("--rate", type=int, default=30, help="both cameras' frame rate")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--spin", action=argparse.BooleanOptionalAction, default=None,
+                    help="ONNX Runtime threads busy-wait between ops (default: its own default)")
     args = ap.parse_args()
 
     from lutfuse_deploy.fuse.live import LiveOptions
@@ -134,9 +136,11 @@ def main() -> None:
     from lutfuse_deploy.runtime import create_runner
 
     options: dict[str, object] = {"threads": args.threads or len(os.sched_getaffinity(0))}
+    if args.spin is not None:
+        options["spin"] = args.spin
     if args.rig:
-        if args.backend != "torch":
-            ap.error("--rig is for a checkpoint on torch: a graph exported with --rig carries its rig")
+        if args.backend not in ("torch", "numba"):
+            ap.error("--rig is for a checkpoint on torch or numba: a graph exported with --rig carries its rig")
         options["rig"] = args.rig
     runner = create_runner(args.model, args.backend, **options)
     load_before = os.getloadavg()

@@ -32,11 +32,13 @@ if TYPE_CHECKING:
 @click.option("--out", "out_arg", required=True, metavar="DIR|FILE|URL",
               help="Output folder for NAME.png, a file NAME.png when --ir and --vi are one pair, a video "
               "file, or (live) a stream such as udp://<host>:<port>.")
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino", "tensorrt"]),
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino", "tensorrt", "numba"]),
               default="auto", show_default=True,
               help="auto: a checkpoint runs as its default ONNX export in ONNX Runtime, exported and verified "
               "on first use and cached in ~/.cache/lutfuse-deploy (PyTorch where ONNX Runtime is missing, "
-              "said on stderr); .onnx and engines run on the backend their suffix names.")
+              "said on stderr); .onnx and engines run on the backend their suffix names. numba: a LUT-Fuse "
+              "or MMDRFuse-student checkpoint with its per-pixel stages in single CPU loops (fastest on a "
+              "CPU; live cameras).")
 @click.option("--precision", type=click.Choice(list(OPENVINO_PRECISIONS)), default="fp32", show_default=True,
               callback=OPENVINO.mark, help="openvino only: bf16 is faster on CPUs with bfloat16 units; its error "
               "against fp32 is measured and printed at load.")
@@ -56,7 +58,8 @@ if TYPE_CHECKING:
               "(official test script) or clip tanh to [0,1] [videos: clip].")
 @click.option("--rig", type=click.Path(path_type=Path), default=None, metavar="RIG.yaml",
               help="Two unregistered cameras: IR and visible frames of the rig's sizes, fused in the visible "
-              "camera's geometry (torch; a graph exported with --rig carries its rig and needs no --rig).")
+              "camera's geometry (checkpoints on auto, torch or numba; a graph exported with --rig carries its "
+              "rig and needs no --rig).")
 @click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON on stdout.")
 @video_options
 @live_options
@@ -179,12 +182,12 @@ def make_runner(model: Path, backend: str, device: str, threads: int | None, pre
         options: dict[str, object] = {"threads": threads}
         if backend == "torch":
             options["device"] = device
-            if rig is not None:
-                options["rig"] = rig
+        if backend in ("torch", "numba") and rig is not None:
+            options["rig"] = rig
         if backend == "openvino":
             options["precision"] = precision
         runner = create_runner(model, backend, **options)
-    if rig is not None and runner.backend != "torch":
+    if rig is not None and runner.backend not in ("torch", "numba"):
         from lutfuse_deploy.runtime.rigs import check_runner_rig
 
         check_runner_rig(runner, rig)

@@ -142,7 +142,7 @@ Examples:
 @click.option("--no-memory-check", is_flag=True,
               help="Run even when the estimated peak memory at the largest size exceeds the available memory.")
 @click.option("--rig", "rig_path", type=click.Path(dir_okay=False), default=None, metavar="RIG.yaml",
-              help="Time raw frames of a two-camera rig: torch lanes run behind the rig's warp, rig graphs take "
+              help="Time raw frames of a two-camera rig: torch and numba lanes run behind the rig's warp, rig graphs take "
                    "the cameras' sizes; --resolutions defaults to the rig's visible size (lanes without a rig "
                    "run there on frames of one size: the cost of the warp, side by side).")
 @click.option("--live", "cameras", nargs=2, default=None, metavar="IR_URL VI_URL",

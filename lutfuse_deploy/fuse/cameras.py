@@ -124,6 +124,7 @@ class Camera:
     paired: int = 0
     unmatched: int = 0
     late: int = 0
+    before_start: int = 0  # frames dropped before the first pair was fused (opening, probing the streams)
     corrupt: int = 0
     reconnects: int = 0
     decode_s: float = 0.0
@@ -161,7 +162,8 @@ class Camera:
 
     def counts(self) -> dict[str, int]:
         return {"received": self.received, "paired": self.paired, "dropped": self.unmatched + self.late,
-                "unmatched": self.unmatched, "late": self.late, "corrupt": self.corrupt,
+                "unmatched": self.unmatched, "late": self.late, "before_start": self.before_start,
+                "corrupt": self.corrupt,
                 "reconnects": self.reconnects}
 
     # --- the decoder thread ---------------------------------------------------------------------

@@ -4,7 +4,9 @@ GStreamer's ``appsink drop=true max-buffers=1`` is the model: nothing queues bet
 the runner, so a runner slower than the cameras skips to the newest pair (the skipped frames are
 counted as late) instead of fusing stale ones, and the latency stays bounded. Each camera's frame
 is used once; frames of the faster camera with no partner within the tolerance are counted as
-unmatched (at 30 and 25 fps, 5 IR frames a second). The output follows the slower camera.
+unmatched (at 30 and 25 fps, 5 IR frames a second). Frames dropped before the first pair are counted
+apart (``before_start``): they queued while the other camera was still being opened. The output
+follows the slower camera.
 
 The source never raises mid-run: a camera that is gone for good, changes size or cannot be fused
 ends the pairs with ``failure`` set, so the caller can finalize what was fused and then report it.
@@ -166,7 +168,7 @@ class LiveSource:
                 f.t = cam.time(f)
                 if f.steady and now - f.t <= self.options.max_age_s:
                     fresh.append(f)
-            cam.late += len(cam.frames) - len(fresh)
+            self._late(cam, len(cam.frames) - len(fresh))
             cam.frames.clear()
             cam.frames.extend(fresh)
         ir, vi = list(self.ir.frames), list(self.vi.frames)
@@ -178,7 +180,10 @@ class LiveSource:
         for cam, k, late in ((self.ir, i, skipped[0]), (self.vi, j, skipped[1])):
             for n in range(k):
                 cam.frames.popleft()
-                cam.late, cam.unmatched = (cam.late + 1, cam.unmatched) if n in late else (cam.late, cam.unmatched + 1)
+                if n in late:
+                    self._late(cam, 1)
+                else:
+                    cam.unmatched += 1
             cam.frames.popleft()
             cam.paired += 1
         self.pair_log.append((ir[i].index, vi[j].index, ir[i].t - vi[j].t))
@@ -186,7 +191,16 @@ class LiveSource:
 
     def _overflow(self, cam: Camera, frame: LiveFrame) -> None:
         """A frame pushed out of a full buffer: the runner, or the other camera, fell behind."""
-        cam.late += 1
+        self._late(cam, 1)
+
+    def _late(self, cam: Camera, n: int) -> None:
+        """Count ``n`` frames a runner that kept up would have fused: late once fusing has begun; before
+        the first pair they are the backlog of opening and probing the streams (FFmpeg reads up to its
+        ``analyzeduration`` before the first frame), which no runner could have fused."""
+        if self.first_pair_at is None:
+            cam.before_start += n
+        else:
+            cam.late += n
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {"ir": self.ir.counts(), "vi": self.vi.counts()}

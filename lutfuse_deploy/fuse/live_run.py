@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from lutfuse_deploy.errors import InputError
 from lutfuse_deploy.fuse.cameras import scheme
 from lutfuse_deploy.fuse.live import LiveOptions, LiveSource
@@ -83,8 +85,8 @@ class LiveSummary(FuseSummary):
 
     def line(self) -> str:
         cams = "; ".join(f"{name} {c['paired']} of {c['received']} paired, {c['dropped']} dropped "
-                         f"({c['unmatched']} unmatched, {c['late']} late)" + (f", {c['reconnects']} reconnects"
-                                                                            if c["reconnects"] else "")
+                         f"({c['unmatched']} unmatched, {c['late']} late), {c['before_start']} before the first pair"
+                         + (f", {c['reconnects']} reconnects" if c["reconnects"] else "")
                          for name, c in self.cameras.items())
         return (f"{self.frames} frames fused in {self.fusing_s:.2f} s ({self.fps:.1f} fps); latency capture->out "
                 f"p50 {self.latency.percentile(50):.1f} ms, p95 {self.latency.percentile(95):.1f} ms; per frame: "
@@ -141,6 +143,7 @@ def fuse_live(runner: Runner, ir: str, vi: str, out: str, live: LiveOptions | No
         if Path(out).resolve() in {Path(a).resolve() for a in (ir, vi) if not scheme(a)}:
             raise InputError(f"--out {out} is one of the inputs")
     vi_mode = "RGB" if vi_channels(runner.kind) == 3 else "L"
+    warm_up(runner)
     source = LiveSource(ir, vi, vi_mode, opts.ir16, runner.check_pair_sizes, live)
     options = {**LIVE_ENCODER_OPTIONS.get(opts.encoder, {}), **(codec_options or {})}
     summary = LiveSummary(out=out)
@@ -167,6 +170,23 @@ def fuse_live(runner: Runner, ir: str, vi: str, out: str, live: LiveOptions | No
         kept = f"; the {summary.frames} frames fused before are in {out}" if summary.frames and not stream else ""
         raise InputError(f"{source.failure}{kept}")
     return summary
+
+
+def warm_up(runner: Runner) -> None:
+    """One inference on black frames before the cameras open. A runner's first call loads and prepares
+    its kernels (0.4 s measured for ``--backend numba``); in a live run the frames that queue meanwhile
+    are dropped, and the run starts behind. Sizes: the rig's cameras, a graph's own, else 64x48 (the
+    kernels are what is slow to prepare, not the size); a runner that would refuse them is left cold."""
+    (ih, iw), (vh, vw) = (48, 64), (48, 64)
+    check_sizes = getattr(runner, "check_sizes", None)
+    if runner.rig is not None:
+        (iw, ih), (vw, vh) = runner.rig.ir_size, runner.rig.vi_size
+    elif callable(check_sizes):
+        (ih, iw), (vh, vw) = check_sizes()
+    if runner.check_pair_sizes((iw, ih), (vw, vh)) is not None:
+        return
+    dtype = np.uint8 if runner.io == "uint8" else np.float32
+    runner.infer(np.zeros((1, 1, ih, iw), dtype), np.zeros((1, vi_channels(runner.kind), vh, vw), dtype))
 
 
 def _fill(summary: LiveSummary, source: LiveSource) -> None:

@@ -195,12 +195,13 @@ class LutFuse(nn.Module):
         # NCHW, as the official code runs it: the same convolution kernels, hence the same float32
         # roundings. It must follow the official code op for op: the InstanceNorm of a near-constant
         # channel amplifies any other rounding (a channels-last copy differed on TNO).
-        x = torch.cat([vi, ir], dim=1)
         s = self.config.context_scale
         if s >= 1.0:
-            return net(x)
-        h, w = x.shape[2:]
-        small = F.interpolate(x, scale_factor=s, mode="area")
+            return net(torch.cat([vi, ir], dim=1))
+        h, w = ir.shape[2:]
+        # area pooling works per channel, so pooling before joining gives the same values without a
+        # full-size 4-channel copy (1.3 ms at 640x480)
+        small = torch.cat([F.interpolate(t, scale_factor=s, mode="area") for t in (vi, ir)], dim=1)
         return F.interpolate(net(small), size=(h, w), mode="bilinear", align_corners=False)
 
     def coordinates(self, ir: torch.Tensor, vi: torch.Tensor) -> list[torch.Tensor]:

@@ -146,7 +146,7 @@ def run_profile(
             options: dict[str, object] = {"threads": threads, "device": device}
             if backend == "openvino":
                 options["precision"] = precision
-            if backend == "torch" and rig is not None:
+            if backend in ("torch", "numba") and rig is not None:
                 options["rig"] = rig
             runner = stack.enter_context(runtime.create_runner(model, backend, **options))
             if runner.rig is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from lutfuse_deploy.errors import InputError
 from lutfuse_deploy.runtime.base import Runner
 
-BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt", "numba")
 #: File suffix -> backend, for a file given without a backend (``profile``, ``fuse --backend auto``).
 SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt"}
 
@@ -18,13 +18,14 @@ ARTIFACTS = {
     "onnxruntime": ((".onnx",), "an ONNX graph (.onnx, from export)"),
     "openvino": ((".onnx",), "an ONNX graph (.onnx, from export)"),
     "tensorrt": ((".engine", ".plan", ".trt"), "a TensorRT engine (.engine/.plan/.trt, from build-engine)"),
+    "numba": ((".safetensors",), "a checkpoint (.safetensors or a folder holding one)"),
 }
 
 
 def check_artifact(model: str | Path, backend: str) -> None:
     """Refuse a path the backend cannot load, saying what it is and what the backend needs."""
     path = Path(model)
-    if backend not in ARTIFACTS or path.is_dir() and backend == "torch":
+    if backend not in ARTIFACTS or path.is_dir() and backend in ("torch", "numba"):
         return
     suffixes, needs = ARTIFACTS[backend]
     if path.is_dir() or path.suffix.lower() not in suffixes:
@@ -74,4 +75,8 @@ def create_runner(model: str | Path, backend: str = "torch", **options: object) 
         from lutfuse_deploy.runtime.tensorrt import TrtRunner
 
         return TrtRunner(model, **options)  # type: ignore[arg-type]
+    if backend == "numba":
+        from lutfuse_deploy.runtime.fused_cpu import FusedCpuRunner
+
+        return FusedCpuRunner(model, **options)  # type: ignore[arg-type]
     raise InputError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
