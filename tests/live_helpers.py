@@ -84,6 +84,30 @@ def start_sender(port: int, rate: int, size: str, seconds: float, start_at: floa
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def receive(url: str, seconds: float) -> None:
+    """Print one line per decoded frame (``WxH``) from ``url`` for at most ``seconds``. rtsp:// listens
+    (FFmpeg's own RTSP server side, ``rtsp_flags=listen``) for a client that pushes to it; rtp:// and
+    udp:// read what is sent there. A subprocess: FFmpeg's network waits then never share a process
+    (and its logging lock) with the run they talk to."""
+    import av
+
+    deadline = time.monotonic() + seconds
+    options = {"rtsp_flags": "listen", "listen_timeout": str(int(seconds))} if url.startswith("rtsp") else {}
+    try:
+        with av.open(url, options=options, timeout=(seconds, 2.0)) as c:
+            for f in c.decode(video=0):
+                print(f"{f.width}x{f.height}", flush=True)
+                if time.monotonic() > deadline:
+                    break
+    except (av.error.ExitError, av.error.EOFError):
+        pass  # the read timeout after the sender stopped, or the end of the stream
+
+
+def start_receiver(url: str, seconds: float) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(Path(__file__)), "receive", url, str(seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def _size(text: str) -> tuple[int, int]:
     w, h = text.split("x")
     return int(w), int(h)
@@ -91,5 +115,8 @@ def _size(text: str) -> tuple[int, int]:
 
 if __name__ == "__main__":
     a = sys.argv[1:]
+    if a[0] == "receive":
+        receive(a[1], float(a[2]))
+        sys.exit(0)
     send(int(a[0]), int(a[1]), _size(a[2]), float(a[3]), float(a[4]),
          int(a[5]) if len(a) > 5 else None, _size(a[6]) if len(a) > 6 else None)

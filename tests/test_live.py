@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from live_helpers import free_udp_port, read_index, start_sender
+from live_helpers import free_udp_port, read_index, start_receiver, start_sender
 from video_helpers import make_video, read_video
 
 from lutfuse_deploy.cli import main
@@ -55,11 +55,13 @@ def runner(rig: Path):  # noqa: ANN201 - a torch runner behind the rig's warp
 class Cameras:
     """Two senders on free ports sharing one schedule; killed at the end of the test."""
 
-    def __init__(self, seconds: float = 8.0, vi_change: tuple[int, str] | None = None) -> None:
+    def __init__(self, seconds: float = 8.0, vi_change: tuple[int, str] | None = None, ir_delay: float = 0.0) -> None:
+        """``ir_delay``: the IR camera sends each frame this many seconds after the visible one captured
+        with it (its timestamps run late by that much, as a thermal core's readout makes them)."""
         self.ir_port, self.vi_port = free_udp_port(), free_udp_port()
         self.start_at = time.time() + 0.5
         self.seconds = seconds
-        self.ir = start_sender(self.ir_port, IR_RATE, IR_SIZE, seconds, self.start_at)
+        self.ir = start_sender(self.ir_port, IR_RATE, IR_SIZE, seconds, self.start_at + ir_delay)
         self.vi = start_sender(self.vi_port, VI_RATE, VI_SIZE, seconds, self.start_at, vi_change)
 
     @property
@@ -190,6 +192,25 @@ def test_pairs_are_captured_together_and_every_frame_is_accounted_for(cameras) -
     assert source.vi.unmatched <= len(seen) // 10  # a few where a starved CPU spread the arrivals
 
 
+def _pair_offsets(cams, options: LiveOptions) -> list[float]:  # noqa: ANN001
+    """|capture-time difference| by the senders' schedule of each pair a source makes."""
+    source = LiveSource(*cams.urls, "L", check=lambda a, b: None, options=options)
+    seen = [(read_index(p.ir), read_index(p.vi)) for p in source.pairs() if p.ir is not None and p.vi is not None]
+    assert len(seen) >= VI_RATE
+    return [abs(i / IR_RATE - j / VI_RATE) for i, j in seen]
+
+
+def test_sync_offset_pairs_a_late_camera_with_the_frames_captured_with_it(cameras) -> None:  # noqa: ANN001
+    """An IR camera whose frames come 100 ms after the visible ones captured with them: paired by
+    timestamp alone the pairs are ~100 ms apart; with --sync-offset 100 they are within the tolerance."""
+    cams = cameras(seconds=7, ir_delay=0.1)
+    tol = 0.5 / VI_RATE
+    plain = _pair_offsets(cams, LiveOptions(duration=1.5))
+    assert sorted(plain)[len(plain) // 2] > 0.1 - tol - SLACK  # the median pair is off by about the delay
+    fixed = _pair_offsets(cams, LiveOptions(duration=1.5, sync_offset_ms=100.0))
+    assert max(fixed) <= tol + SLACK, sorted(fixed)[-5:]
+
+
 def test_live_run_writes_a_playable_video_of_the_rig_output(cameras, runner, tmp_path: Path) -> None:  # noqa: ANN001
     cams = cameras(seconds=6)
     out = tmp_path / "live.mp4"
@@ -249,6 +270,25 @@ def test_stream_output_is_readable_by_a_receiver(cameras, runner) -> None:  # no
     t.join(15)
     assert summary.frames > 0
     assert got and set(got) == {(192, 144)}  # a receiver joining late starts at a key frame (one a second)
+
+
+@pytest.mark.parametrize("scheme", ["rtp", "rtsp"])
+def test_rtp_and_rtsp_outputs_reach_a_receiver(cameras, runner, scheme: str) -> None:  # noqa: ANN001
+    """rtp:// sends MPEG-TS over RTP; rtsp:// pushes (ANNOUNCE/RECORD) to a server, here FFmpeg's own RTSP
+    demuxer listening on 127.0.0.1 in another process, which stands in for a media server."""
+    cams = cameras(seconds=7)
+    port = free_udp_port()
+    url = f"{scheme}://127.0.0.1:{port}" + ("/fused" if scheme == "rtsp" else "")
+    receiver = start_receiver(url, 12)
+    try:
+        time.sleep(1.0)  # the RTSP receiver listens before the run connects
+        summary = fuse_live(runner, *cams.urls, url, LiveOptions(duration=2.5), progress=False)
+        out, err = receiver.communicate(timeout=20)
+    finally:
+        receiver.kill()
+    got = out.split()
+    assert summary.frames > 0
+    assert len(got) >= summary.frames // 3 and set(got) == {"192x144"}, (len(got), summary.frames, err[-500:])
 
 
 def test_size_change_mid_run_is_refused_and_the_recording_kept(cameras, runner, tmp_path: Path) -> None:  # noqa: ANN001

@@ -42,6 +42,10 @@ LIVE_OPTIONS = (
     click.option("--sync-tolerance", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MS",
                  help="Live: pair frames captured at most this far apart [default: half the slower camera's "
                       "frame period]."),
+    click.option("--sync-offset", type=float, default=0.0, show_default=True, metavar="MS",
+                 help="Live: how much later the IR camera's timestamps are than the visible camera's for frames "
+                      "captured together (a thermal core's readout, a slower encoder); subtracted from the IR "
+                      "capture times before pairing. Measure it once per rig (docs/usage.md, Live cameras)."),
     click.option("--clock", type=click.Choice(["stream", "arrival"]), default="stream", show_default=True,
                  help="Live: capture time from each stream's timestamps (mapped to this host's clock) or "
                       "the frames' arrival here."),
@@ -54,7 +58,7 @@ LIVE_OPTIONS = (
                  help="Live: an encoder option over the live defaults (x264/x265: preset=ultrafast, "
                       "tune=zerolatency; a key frame a second). Repeatable."),
 )
-LIVE_PARAMS = ("live", "duration", "reconnect", "stall_timeout", "sync_tolerance", "clock", "ir_options",
+LIVE_PARAMS = ("live", "duration", "reconnect", "stall_timeout", "sync_tolerance", "sync_offset", "clock", "ir_options",
                "vi_options", "encoder_options")
 
 
@@ -94,7 +98,8 @@ def fuse_cameras(runner: Runner, ir: str, vi: str, out: str, json_out: bool, qui
     from lutfuse_deploy.fuse.live_run import fuse_live
     from lutfuse_deploy.fuse.pipeline import VideoOptions
 
-    options = LiveOptions(duration=live["duration"], tolerance_ms=live["sync_tolerance"], clock=live["clock"],
+    options = LiveOptions(duration=live["duration"], tolerance_ms=live["sync_tolerance"],
+                          sync_offset_ms=live["sync_offset"], clock=live["clock"],
                           reconnect=live["reconnect"], stall_s=live["stall_timeout"],
                           ir_options=live["ir_options"], vi_options=live["vi_options"])
     summary = fuse_live(runner, ir, vi, out, options, VideoOptions(tanh_map=tanh_map, ir16=ir16, **video),

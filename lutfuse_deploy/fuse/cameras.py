@@ -119,6 +119,7 @@ class Camera:
     open_s: float = OPEN_S  # opening waits for a connection and a key frame (one a second from a live sender)
     reconnect: int = 0
     keep: int = 8
+    delay_s: float = 0.0  # this camera's frames are captured this long before their timestamps say (--sync-offset)
     frames: collections.deque[LiveFrame] = field(default_factory=collections.deque)
     received: int = 0
     paired: int = 0
@@ -157,8 +158,9 @@ class Camera:
             self._thread.join(timeout=self.stall_s + 2)
 
     def time(self, frame: LiveFrame) -> float:
-        """Capture time on the host clock: the mapped stream time, less the demuxer's framing delay."""
-        return self.stream_clock.time(frame) - self.framing_periods / (self.rate or 30.0)
+        """Capture time on the host clock: the mapped stream time, less the demuxer's framing delay and
+        the camera's own delay (``--sync-offset``)."""
+        return self.stream_clock.time(frame) - self.framing_periods / (self.rate or 30.0) - self.delay_s
 
     def counts(self) -> dict[str, int]:
         return {"received": self.received, "paired": self.paired, "dropped": self.unmatched + self.late,

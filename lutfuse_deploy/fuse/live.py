@@ -32,6 +32,7 @@ PAIR_LOG = 10_000  # (IR frame, visible frame, offset) of the last pairs, for te
 class LiveOptions:
     duration: float | None = None  # seconds of fusing, from the first pair
     tolerance_ms: float | None = None  # None: half the slower camera's frame period
+    sync_offset_ms: float = 0.0  # the IR camera's timestamps run this much later than the visible's (--sync-offset)
     clock: str = "stream"  # "stream" (PTS mapped to this host) or "arrival"
     reconnect: int = 0  # attempts per outage before the run ends
     stall_s: float = 3.0  # no frame for this long: the camera stalled (reconnect, or end)
@@ -57,7 +58,8 @@ class LiveSource:
         self.wake = threading.Condition()
         common = {"wake": self.wake, "clock": opts.clock, "stall_s": opts.stall_s, "open_s": opts.open_s,
                   "reconnect": opts.reconnect, "keep": opts.keep}
-        self.ir = Camera("IR", ir, "L", ir16, user_options=opts.ir_options, **common)  # type: ignore[arg-type]
+        self.ir = Camera("IR", ir, "L", ir16, user_options=opts.ir_options, delay_s=opts.sync_offset_ms / 1e3,
+                         **common)  # type: ignore[arg-type]
         self.vi = Camera("visible", vi, vi_mode, None, user_options=opts.vi_options, **common)  # type: ignore[arg-type]
         for cam in (self.ir, self.vi):
             cam.on_overflow = self._overflow
