@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from live_helpers import free_udp_port, read_index, start_receiver, start_sender
+from PIL import Image
 from video_helpers import make_video, read_video
 
 from lutfuse_deploy.cli import main
@@ -291,6 +292,21 @@ def test_rtp_and_rtsp_outputs_reach_a_receiver(cameras, runner, scheme: str) -> 
     assert len(got) >= summary.frames // 3 and set(got) == {"192x144"}, (len(got), summary.frames, err[-500:])
 
 
+def test_frames_output_writes_one_png_per_pair_with_capture_times(cameras, runner, tmp_path: Path) -> None:  # noqa: ANN001
+    cams = cameras(seconds=6)
+    out = tmp_path / "frames"
+    summary = fuse_live(runner, *cams.urls, str(out), LiveOptions(duration=2.0), progress=False)
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == summary.frames >= VI_RATE
+    assert [p.name for p in pngs] == [f"{k:06d}.png" for k in range(summary.frames)]
+    assert np.asarray(Image.open(pngs[0])).shape == (144, 192)  # the student's gray, in the rig's output
+    rows = (out / "frames.csv").read_text().splitlines()
+    assert rows[0] == "file,capture_s" and len(rows) == summary.frames + 1
+    times = [float(r.split(",")[1]) for r in rows[1:]]
+    assert times[0] == 0.0 and all(b > a for a, b in zip(times, times[1:]))
+    assert times[-1] == pytest.approx(summary.frames / VI_RATE, abs=0.5)  # the visible camera's pace
+
+
 def test_size_change_mid_run_is_refused_and_the_recording_kept(cameras, runner, tmp_path: Path) -> None:  # noqa: ANN001
     cams = cameras(seconds=6, vi_change=(VI_RATE * 2, "96x72"))
     out = tmp_path / "live.mkv"
@@ -433,7 +449,12 @@ def test_refusals_are_one_line(rig: Path, tmp_path: Path, capsys: pytest.Capture
     assert "no srt protocol" in fuse("--ir", "srt://127.0.0.1:9", "--vi", "srt://127.0.0.1:9",
                                      "--out", str(tmp_path / "o.mp4"))
     assert "a live run writes a video file" in fuse("--ir", "udp://127.0.0.1:9", "--vi", "udp://127.0.0.1:9",
-                                                    "--out", str(tmp_path / "o"))
+                                                    "--out", str(tmp_path / "o.txt"))
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.png").write_bytes(b"x")
+    assert "the folder is not empty" in fuse("--ir", "udp://127.0.0.1:9", "--vi", "udp://127.0.0.1:9",
+                                             "--out", str(tmp_path / "full"))
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["keep.png"]
     assert "--trim: for video files, not live cameras" in fuse("--ir", "udp://127.0.0.1:9", "--vi",
                                                               "udp://127.0.0.1:9", "--out", str(tmp_path / "o.mp4"),
                                                               "--trim")

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
               help="Visible image, folder (same names), video or camera.")
 @click.option("--out", "out_arg", required=True, metavar="DIR|FILE|URL",
               help="Output folder for NAME.png, a file NAME.png when --ir and --vi are one pair, a video "
-              "file, or (live) a stream such as udp://<host>:<port>.")
+              "file, or (live) a stream such as udp://<host>:<port> or a new folder for NNNNNN.png frames.")
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino", "tensorrt", "numba"]),
               default="auto", show_default=True,
               help="auto: a checkpoint runs as its default ONNX export in ONNX Runtime, exported and verified "

@@ -22,7 +22,7 @@ from lutfuse_deploy.errors import InputError
 from lutfuse_deploy.fuse.cameras import scheme
 from lutfuse_deploy.fuse.live import LiveOptions, LiveSource
 from lutfuse_deploy.fuse.pipeline import FuseSummary, VideoOptions, run
-from lutfuse_deploy.fuse.sinks import LiveVideoSink
+from lutfuse_deploy.fuse.sinks import LiveFramesSink, LiveVideoSink
 from lutfuse_deploy.fuse.stats import Timing
 from lutfuse_deploy.io.files import atomic_path
 from lutfuse_deploy.io.video import VIDEO_SUFFIXES, ffmpeg_errors
@@ -100,6 +100,11 @@ def is_stream_address(out: str) -> bool:
     return scheme(out) in STREAM_FORMATS
 
 
+def is_frames_folder(out: str) -> bool:
+    """A live run's ``--out`` that is a folder of frames: an existing folder, or a name with no suffix."""
+    return Path(out).is_dir() or not Path(out).suffix
+
+
 @contextlib.contextmanager
 def stop_on_signals(source: LiveSource) -> Iterator[None]:
     """Ctrl-C or SIGTERM ends the pairs (the recording is then finalized); a second Ctrl-C interrupts."""
@@ -135,13 +140,17 @@ def fuse_live(runner: Runner, ir: str, vi: str, out: str, live: LiveOptions | No
         raise InputError("--resample-to, --trim and --save-frames are for video files; live cameras are paired "
                          "by capture time")
     stream = is_stream_address(out)
+    frames = not stream and is_frames_folder(out)
     if not stream:
         if scheme(out):
             raise InputError(f"--out {out}: a stream output is one of {', '.join(s + '://' for s in STREAM_FORMATS)}")
-        if Path(out).suffix.lower() not in VIDEO_SUFFIXES:
-            raise InputError(f"--out {out}: a live run writes a video file ({', '.join(VIDEO_SUFFIXES)}) or a stream")
+        if not frames and Path(out).suffix.lower() not in VIDEO_SUFFIXES:
+            raise InputError(f"--out {out}: a live run writes a video file ({', '.join(VIDEO_SUFFIXES)}), a stream, "
+                             "or frames into a folder (a name without a suffix)")
         if Path(out).resolve() in {Path(a).resolve() for a in (ir, vi) if not scheme(a)}:
             raise InputError(f"--out {out} is one of the inputs")
+        if frames and Path(out).is_dir() and any(Path(out).iterdir()):
+            raise InputError(f"--out {out}: the folder is not empty; live frames go into a new or empty folder")
     vi_mode = "RGB" if vi_channels(runner.kind) == 3 else "L"
     warm_up(runner)
     source = LiveSource(ir, vi, vi_mode, opts.ir16, runner.check_pair_sizes, live)
@@ -161,6 +170,19 @@ def fuse_live(runner: Runner, ir: str, vi: str, out: str, live: LiveOptions | No
         if stream:
             run(runner, source, sink(out), summary, progress)
             nothing_fused()
+        elif frames:
+            folder = Path(out)
+            created = not folder.exists()
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                run(runner, source, LiveFramesSink(folder, runner.kind, opts.tanh_map), summary, progress)
+                nothing_fused()
+            except BaseException:
+                if not summary.frames:  # no frame fused: leave nothing behind
+                    (folder / "frames.csv").unlink(missing_ok=True)
+                    if created:
+                        folder.rmdir()
+                raise
         else:
             with atomic_path(out) as tmp:
                 run(runner, source, sink(str(tmp)), summary, progress)

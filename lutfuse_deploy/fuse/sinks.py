@@ -137,6 +137,36 @@ class VideoSink:
         self.writer.abort()
 
 
+class LiveFramesSink:
+    """Live pairs as ``OUT/NNNNNN.png`` (the pair's number) and one line per frame in ``OUT/frames.csv``
+    (file, capture time in seconds from the first pair): each PNG written atomically, so whatever
+    ends the run, every file there is a complete fused frame."""
+
+    def __init__(self, folder: Path, kind: str, tanh_map: str) -> None:
+        self.folder, self.kind, self.tanh_map = folder, kind, tanh_map
+        self.t0: float | None = None
+        self.index = open(folder / "frames.csv", "w", encoding="utf-8")  # noqa: SIM115 - closed in finish()
+        self.index.write("file,capture_s\n")
+
+    def write(self, key: str, fused: np.ndarray, t_capture: float | None = None) -> None:
+        save_png(self.folder / f"{key}.png", to_8bit(fused, self.kind, self.tanh_map), compress_level=PNG_LEVEL)
+        if t_capture is not None and self.t0 is None:
+            self.t0 = t_capture
+        when = "" if t_capture is None or self.t0 is None else f"{t_capture - self.t0:.6f}"
+        self.index.write(f"{key}.png,{when}\n")
+        self.index.flush()
+
+    def finish(self) -> None:
+        self.index.close()
+
+    def abort(self) -> None:
+        """Frames written are complete and stay (a camera that failed mid-run leaves what was fused)."""
+        self.index.close()
+
+    def interrupt(self) -> None:
+        self.index.close()
+
+
 class LiveVideoSink:
     """Encode live pairs as they come: the writer opens at the first frame (its size and the cameras'
     rate are known only then), and each frame is placed at its capture time in periods of ``rate``,
