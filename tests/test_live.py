@@ -292,6 +292,29 @@ def test_rtp_and_rtsp_outputs_reach_a_receiver(cameras, runner, scheme: str) -> 
     assert len(got) >= summary.frames // 3 and set(got) == {"192x144"}, (len(got), summary.frames, err[-500:])
 
 
+def test_warm_up_runs_the_model_once_at_the_cameras_sizes(runner, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Before the cameras open, one inference at the rig's camera sizes (the first call is the slow one);
+    a runner that refuses the black frames is left cold instead of ending the run."""
+    from lutfuse_deploy.fuse.live_run import warm_up
+
+    shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    infer = runner.infer
+
+    def record(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        shapes.append((ir.shape, vi.shape))
+        return infer(ir, vi)
+
+    monkeypatch.setattr(runner, "infer", record)
+    warm_up(runner)
+    assert shapes == [((1, 1, 128, 160), (1, 1, 144, 192))]
+
+    def refuse(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        raise InputError("outside this engine's profile")
+
+    monkeypatch.setattr(runner, "infer", refuse)
+    warm_up(runner)  # no error
+
+
 def test_frames_output_writes_one_png_per_pair_with_capture_times(cameras, runner, tmp_path: Path) -> None:  # noqa: ANN001
     cams = cameras(seconds=6)
     out = tmp_path / "frames"

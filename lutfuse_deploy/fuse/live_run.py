@@ -198,7 +198,8 @@ def warm_up(runner: Runner) -> None:
     """One inference on black frames before the cameras open. A runner's first call loads and prepares
     its kernels (0.4 s measured for ``--backend numba``); in a live run the frames that queue meanwhile
     are dropped, and the run starts behind. Sizes: the rig's cameras, a graph's own, else 64x48 (the
-    kernels are what is slow to prepare, not the size); a runner that would refuse them is left cold."""
+    kernels are what is slow to prepare, not the size). A runner that refuses them (an engine built for
+    other shapes) is left cold: the first real pair then says what does not fit, as without a warm-up."""
     (ih, iw), (vh, vw) = (48, 64), (48, 64)
     check_sizes = getattr(runner, "check_sizes", None)
     if runner.rig is not None:
@@ -208,7 +209,8 @@ def warm_up(runner: Runner) -> None:
     if runner.check_pair_sizes((iw, ih), (vw, vh)) is not None:
         return
     dtype = np.uint8 if runner.io == "uint8" else np.float32
-    runner.infer(np.zeros((1, 1, ih, iw), dtype), np.zeros((1, vi_channels(runner.kind), vh, vw), dtype))
+    with contextlib.suppress(InputError):
+        runner.infer(np.zeros((1, 1, ih, iw), dtype), np.zeros((1, vi_channels(runner.kind), vh, vw), dtype))
 
 
 def _fill(summary: LiveSummary, source: LiveSource) -> None:
