@@ -7,6 +7,8 @@ packets to UDP at their timestamps, looping. Replaying costs almost no CPU, so t
 gets the machine, as it would beside real cameras.
 
     python tools/live_speed.py --model lut-fast-rig.onnx --backend onnxruntime --rate 30 --seconds 60
+    python tools/live_speed.py --model lutfuse_deploy/pretrained/mini.safetensors --backend numba \
+        --rig recipes/rigs/example-640x512-to-640x480.yaml --rate 60 --seconds 60
 
 prints one JSON object: the live summary (fps, drops, latency p50/p95, time per stage), RSS samples in
 MiB, the load average before and after, and the CPU model.
