@@ -112,6 +112,7 @@ def test_one_model_many_backends_and_suffix_inference(models, created, capsys):
         (["--duration", "0"], "--duration"),
         (["--device", "cuda"], "cuda"),
         (["--data", "/nonexistent/folder"], "ir/ and vi/"),
+        (["--ir16", "minmax"], "--ir16 minmax: for --data or --video frames"),
         (["--reference", "torch"], "--reference torch"),
         (["--precision", "bf16"], "--precision bf16 is for --backend openvino"),
     ],
@@ -124,6 +125,28 @@ def test_bad_arguments_are_one_line_errors(models, created, capsys, extra, messa
     code, _out, err = run_cli(capsys, *args, *extra)
     assert code != 0
     assert message in err
+
+
+def test_ir16_maps_a_16bit_data_pair_as_fuse_does(tmp_path):
+    """profile --data with a radiometric camera's pair: refused without --ir16, the same 8-bit frame as
+    fuse's reader with it."""
+    import numpy as np
+    from PIL import Image
+
+    from lutfuse_deploy.errors import InputError
+    from lutfuse_deploy.io.images import normalise_16bit
+    from lutfuse_deploy.profile.inputs import InputSource
+    from lutfuse_deploy.profile.timing import Resolution
+
+    for sub in ("ir", "vi"):
+        (tmp_path / sub).mkdir()
+    ramp = (np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 50 + 3000).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "ir" / "a.png")
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(tmp_path / "vi" / "a.png")
+    with pytest.raises(InputError, match="16-bit IR"):
+        InputSource(tmp_path).frame(Resolution(32, 24))
+    ir, _ = InputSource(tmp_path, ir16="percentile").frame(Resolution(32, 24))
+    assert np.array_equal(ir, normalise_16bit(ramp, "percentile"))
 
 
 def test_threads_default_to_the_free_cpus_and_quiet_only_is_recorded(tmp_path, models, created, capsys,

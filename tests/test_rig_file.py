@@ -178,6 +178,34 @@ def test_calibrate_from_points_and_check(tmp_path):
     assert (tmp_path / "check.png").is_file()
 
 
+def test_calibrate_reads_16bit_thermal_frames_with_ir16(tmp_path):
+    """A radiometric camera's 16-bit frames: refused without --ir16 (naming it), mapped with it, so
+    the overlay shows the same 8-bit IR that fuse --ir16 fuses."""
+    _frames(tmp_path)
+    ramp = (np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) * 7 + 20000).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "ir16.png")
+    save_rig(rig_from_dict(GOOD), tmp_path / "rig.yaml")
+    args = ["calibrate", "--ir", tmp_path / "ir16.png", "--vi", tmp_path / "vi.png", "--check", tmp_path / "rig.yaml"]
+    assert_one_line_error(run_cli(*args, "-o", tmp_path / "no.png"), "16-bit IR", "--ir16", "calibrate")
+    assert not (tmp_path / "no.png").exists()
+    proc = run_cli(*args, "-o", tmp_path / "c.png", "--ir16", "minmax")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("calibrate", "--ir", tmp_path / "ir16.png", "--vi", tmp_path / "vi.png", "--points",
+                   tmp_path / "pts.csv", "-o", tmp_path / "fit.yaml", "--ir16", "linear")
+    assert proc.returncode == 0, proc.stderr
+    from lutfuse_deploy.io.images import normalise_16bit
+    from lutfuse_deploy.rig.frames import read_frame_pair, read_frame_pairs
+
+    want = normalise_16bit(ramp, "minmax")
+    assert np.array_equal(read_frame_pair(tmp_path / "ir16.png", tmp_path / "vi.png", "minmax")[0], want)
+    (tmp_path / "a" / "ir").mkdir(parents=True)
+    (tmp_path / "a" / "vi").mkdir()
+    Image.fromarray(ramp).save(tmp_path / "a" / "ir" / "f1.png")
+    Image.open(tmp_path / "vi.png").save(tmp_path / "a" / "vi" / "f1.png")
+    pairs, _ = read_frame_pairs(tmp_path / "a" / "ir", tmp_path / "a" / "vi", 4, "minmax")
+    assert np.array_equal(pairs[0][0], want)
+
+
 def test_calibrate_refusals(tmp_path):
     _frames(tmp_path)
     args = ["calibrate", "--ir", tmp_path / "ir.png", "--vi", tmp_path / "vi.png"]

@@ -9,14 +9,15 @@ from typing import Any
 import click
 
 from lutfuse_deploy.cli import cli
+from lutfuse_deploy.cli.options import ir16_option
 
 PathArg = click.Path(path_type=Path)
 
 
-def _read_frames(ir: Path, vi: Path) -> tuple[Any, Any]:
+def _read_frames(ir: Path, vi: Path, ir16: str) -> tuple[Any, Any]:
     from lutfuse_deploy.rig.frames import read_frame_pair
 
-    return read_frame_pair(ir, vi)
+    return read_frame_pair(ir, vi, ir16)
 
 
 def _size(image: Any) -> tuple[int, int]:
@@ -57,10 +58,11 @@ def _check_frames_match(rig: Any, ir: Any, vi: Any, ir_path: Path, vi_path: Path
 @click.option("--output", "output_region", type=click.Choice(["visible", "overlap"]), default="visible",
               show_default=True, help="Fused frames cover the whole visible frame, or only the box the IR sees.")
 @click.option("--overlay", type=PathArg, default=None, help="Also write the new rig's overlay PNG here.")
+@ir16_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def calibrate_cmd(ir_path: Path, vi_path: Path, points: Path | None, check_rig: Path | None, pick: bool,
                   port: int | None, open_browser: bool, init_rig: Path | None, refine: bool, max_frames: int | None,
-                  out: Path, output_region: str, overlay: Path | None, as_json: bool) -> None:
+                  out: Path, output_region: str, overlay: Path | None, ir16: str, as_json: bool) -> None:
     """Register a thermal and a visible camera: write the rig file every graph, engine and fuse run reads.
 
     A rig maps IR pixels to visible pixels (a homography); fused frames come out in the visible
@@ -109,18 +111,18 @@ def calibrate_cmd(ir_path: Path, vi_path: Path, points: Path | None, check_rig: 
     if pick:
         from lutfuse_deploy.cli.calibrate_pick import pick_rig
 
-        pick_rig(ir_path, vi_path, out, init_rig, port, open_browser, output_region, overlay, as_json)
+        pick_rig(ir_path, vi_path, out, init_rig, port, open_browser, output_region, overlay, as_json, ir16)
         return
     if refine:
         assert init_rig is not None
         _refine(ir_path, vi_path, init_rig, 8 if max_frames is None else max_frames, out, output_region, overlay,
-                as_json)
+                as_json, ir16)
         return
     if check_rig is not None:
-        _check(ir_path, vi_path, check_rig, out, overlay, output_region, as_json)
+        _check(ir_path, vi_path, check_rig, out, overlay, output_region, as_json, ir16)
         return
     assert points is not None
-    _from_points(ir_path, vi_path, points, out, output_region, overlay, as_json)
+    _from_points(ir_path, vi_path, points, out, output_region, overlay, as_json, ir16)
 
 
 def _refuse(option: str, value: Any, default: Any, why: str) -> None:
@@ -131,7 +133,7 @@ def _refuse(option: str, value: Any, default: Any, why: str) -> None:
 
 
 def _check(ir_path: Path, vi_path: Path, rig_path: Path, out: Path, overlay: Path | None, output_region: str,
-           as_json: bool) -> None:
+           as_json: bool, ir16: str) -> None:
     from lutfuse_deploy.rig.file import load_rig
     from lutfuse_deploy.rig.overlay import write_overlay
 
@@ -142,7 +144,7 @@ def _check(ir_path: Path, vi_path: Path, rig_path: Path, out: Path, overlay: Pat
 
         raise RigError(f"{out}: with --check, -o names the overlay picture (.png)")
     rig = load_rig(rig_path)
-    ir, vi = _read_frames(ir_path, vi_path)
+    ir, vi = _read_frames(ir_path, vi_path, ir16)
     _check_frames_match(rig, ir, vi, ir_path, vi_path)
     write_overlay(out, ir, vi, rig)
     if as_json:
@@ -153,12 +155,12 @@ def _check(ir_path: Path, vi_path: Path, rig_path: Path, out: Path, overlay: Pat
 
 
 def _from_points(ir_path: Path, vi_path: Path, points: Path, out: Path, output_region: str, overlay: Path | None,
-                 as_json: bool) -> None:
+                 as_json: bool, ir16: str) -> None:
     from lutfuse_deploy.rig.file import save_rig
     from lutfuse_deploy.rig.overlay import write_overlay
     from lutfuse_deploy.rig.points import read_points
 
-    ir, vi = _read_frames(ir_path, vi_path)
+    ir, vi = _read_frames(ir_path, vi_path, ir16)
     table = read_points(points)
     from lutfuse_deploy.rig.points import fit_points
 
@@ -183,7 +185,7 @@ def _from_points(ir_path: Path, vi_path: Path, points: Path, out: Path, output_r
 
 
 def _refine(ir_path: Path, vi_path: Path, init_rig: Path, max_frames: int, out: Path, output_region: str,
-            overlay: Path | None, as_json: bool) -> None:
+            overlay: Path | None, as_json: bool, ir16: str) -> None:
     from lutfuse_deploy.rig.file import load_rig, save_rig
     from lutfuse_deploy.rig.frames import read_frame_pairs
     from lutfuse_deploy.rig.overlay import write_overlay
@@ -191,7 +193,7 @@ def _refine(ir_path: Path, vi_path: Path, init_rig: Path, max_frames: int, out: 
 
     _refuse("--output", output_region, "visible", "with --refine (the --init rig says its output)")
     start = load_rig(init_rig)
-    frames, names = read_frame_pairs(ir_path, vi_path, max_frames)
+    frames, names = read_frame_pairs(ir_path, vi_path, max_frames, ir16)
     for (ir, vi), name in zip(frames, names):
         _check_frames_match(start, ir, vi, Path(f"{ir_path} ({name})"), Path(f"{vi_path} ({name})"))
     result = refine_rig(start, frames, source={"ir": ir_path.name, "vi": vi_path.name, "init": init_rig.name,

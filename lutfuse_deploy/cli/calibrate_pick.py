@@ -24,14 +24,14 @@ def _ssh_hint(port: int) -> str:
 
 
 def pick_rig(ir_path: Path, vi_path: Path, out: Path, init_path: Path | None, port: int | None, open_browser: bool,
-             output_region: str, overlay: Path | None, as_json: bool) -> None:
+             output_region: str, overlay: Path | None, as_json: bool, ir16: str) -> None:
     from lutfuse_deploy.rig.file import load_rig
     from lutfuse_deploy.rig.frames import check_frames_match as _check_frames_match
     from lutfuse_deploy.rig.frames import read_frame_pair as _read_frames
     from lutfuse_deploy.rig.overlay import write_overlay
     from lutfuse_deploy.rig.picker import DEFAULT_PORT, PickerServer, PickerSession
 
-    ir, vi = _read_frames(ir_path, vi_path)
+    ir, vi = _read_frames(ir_path, vi_path, ir16)
     init = None
     if init_path is not None:
         init = load_rig(init_path)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 ir16_option = click.option(
     "--ir16", type=click.Choice(["refuse", "minmax", "percentile", "linear"]), default="refuse", show_default=True,
     help="16-bit IR: refuse, or map to 8 bits (per-frame min-max, 1-99th percentile stretch, or linear "
-    "v*255/65535); use the mode the fused images were made with.")
+    "v*255/65535), the same mapping in every command; use the mode the fused images were made with.")
 
 
 def graph_tanh_map(runner: Runner, requested: str, explicit: bool) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from lutfuse_deploy.cli import cli
+from lutfuse_deploy.cli.options import ir16_option
 from lutfuse_deploy.runtime.openvino import PRECISIONS as OPENVINO_PRECISIONS
 
 DEFAULT_RESOLUTIONS = "640x480,800x600,1280x1024,1280x720,1920x1080"
@@ -123,6 +124,7 @@ Examples:
     metavar="IR VI",
     help="Two videos (needs the video extra): their first frame pair, resized, is the input.",
 )
+@ir16_option
 @click.option(
     "--reference", metavar="BACKEND", help="Backend of the 'x faster than' column [default: torch]."
 )
@@ -161,6 +163,7 @@ def profile_command(
     quiet_only: bool,
     data_dir: str | None,
     video: tuple[str, str] | None,
+    ir16: str,
     reference: str | None,
     json_path: str | None,
     plot_path: str | None,
@@ -226,6 +229,7 @@ def profile_command(
             threads=threads,
             data_dir=data_dir,
             video=video,
+            ir16=ir16,
             budgets=budgets,
             progress=progress,
             on_round=on_round,

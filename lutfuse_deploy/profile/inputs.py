@@ -44,11 +44,11 @@ def first_pair(data_dir: str | Path) -> tuple[Path, Path]:
     return Path(pair.ir), Path(pair.vi)
 
 
-def resized_frame(ir_path: Path, vi_path: Path, res: Resolution) -> Frame:
-    """Read a pair with the project's readers and resize both (bilinear) to ``res``."""
+def resized_frame(ir_path: Path, vi_path: Path, res: Resolution, ir16: str = "refuse") -> Frame:
+    """Read a pair with the project's readers (16-bit IR mapped by ``ir16``) and resize both (bilinear) to ``res``."""
     from lutfuse_deploy.io.images import read_ir, read_vi
 
-    return resize_frame((read_ir(ir_path), read_vi(vi_path, mode="RGB")), res)
+    return resize_frame((read_ir(ir_path, ir16), read_vi(vi_path, mode="RGB")), res)
 
 
 def resize_frame(frame: Frame, res: Resolution) -> Frame:
@@ -58,14 +58,14 @@ def resize_frame(frame: Frame, res: Resolution) -> Frame:
     return np.asarray(ir, dtype=np.uint8), np.asarray(vi, dtype=np.uint8)
 
 
-def first_video_frames(ir_path: str | Path, vi_path: str | Path) -> Frame:
+def first_video_frames(ir_path: str | Path, vi_path: str | Path, ir16: str = "refuse") -> Frame:
     """The first frame of each video, decoded as ``fuse`` decodes video (IR to luma, visible RGB)."""
     from lutfuse_deploy.io.video import decode, ffmpeg_errors, probe
 
     frames = []
     with ffmpeg_errors():
-        for path, mode in ((ir_path, "L"), (vi_path, "RGB")):
-            decoded = decode(probe(path), mode)
+        for path, mode, bits in ((ir_path, "L", ir16), (vi_path, "RGB", None)):
+            decoded = decode(probe(path), mode, bits)
             first = next(decoded, None)
             decoded.close()
             if first is None:
@@ -97,12 +97,15 @@ class InputSource:
     """``source(res, runner) -> (ir, vi)``, cached per (resolution, kind, io) for identical inputs."""
 
     def __init__(self, data_dir: str | Path | None = None, seed: int = 0,
-                 video: tuple[str, str] | None = None) -> None:
+                 video: tuple[str, str] | None = None, ir16: str = "refuse") -> None:
         if data_dir is not None and video:
             raise InputError("--data and --video exclude each other: give one frame source")
+        if ir16 != "refuse" and data_dir is None and not video:
+            raise InputError(f"--ir16 {ir16}: for --data or --video frames; synthetic inputs are 8-bit")
+        self.ir16 = ir16
         self.pair = first_pair(data_dir) if data_dir is not None else None
         self.video = video or None
-        self.video_frames = first_video_frames(*video) if video else None
+        self.video_frames = first_video_frames(*video, ir16) if video else None
         self.seed = seed
         self._res: Resolution | None = None
         self._frame: Frame | None = None
@@ -122,7 +125,8 @@ class InputSource:
             if self.video_frames is not None:
                 self._frame = resize_frame(self.video_frames, res)
             else:
-                self._frame = resized_frame(*self.pair, res) if self.pair else synthetic_frame(res, self.seed)
+                self._frame = (resized_frame(*self.pair, res, self.ir16) if self.pair
+                               else synthetic_frame(res, self.seed))
         assert self._frame is not None
         return self._frame
 

@@ -93,6 +93,7 @@ def run_profile(
     threads: int | None = None,
     data_dir: str | Path | None = None,
     video: tuple[str, str] | None = None,
+    ir16: str = "refuse",
     budgets: Sequence[Budget] | None = None,
     progress: Callable[[str], None] | None = None,
     on_round: Callable[[Resolution, int, int], None] | None = None,
@@ -130,7 +131,7 @@ def run_profile(
     for model, _ in pairs:
         if not Path(model).exists():
             raise InputError(f"--model {model}: no such file")
-    source = InputSource(data_dir, video=video)  # before loading models: bad --data/--video fails fast
+    source = InputSource(data_dir, video=video, ir16=ir16)  # before loading models: bad --data/--video fails fast
     threads_note = None
     if threads is None and device == "cpu":
         from lutfuse_deploy.runtime.cpus import default_threads

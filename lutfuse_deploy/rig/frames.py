@@ -19,8 +19,9 @@ from lutfuse_deploy.errors import InputError
 FramePairs = list[tuple[np.ndarray, np.ndarray]]
 
 
-def read_frame_pairs(ir: Path, vi: Path, max_pairs: int) -> tuple[FramePairs, list[str]]:
-    """(IR gray, visible RGB) uint8 pairs and their names; at most ``max_pairs``, spread evenly."""
+def read_frame_pairs(ir: Path, vi: Path, max_pairs: int, ir16: str = "refuse") -> tuple[FramePairs, list[str]]:
+    """(IR gray, visible RGB) uint8 pairs and their names; at most ``max_pairs``, spread evenly. ``ir16``:
+    how 16-bit IR frames become 8-bit (``io.images.IR16_MODES``), as ``fuse --ir16`` maps them."""
     from lutfuse_deploy.io.video import is_video
 
     if max_pairs < 1:
@@ -28,8 +29,8 @@ def read_frame_pairs(ir: Path, vi: Path, max_pairs: int) -> tuple[FramePairs, li
     if is_video(ir) or is_video(vi):
         if not (is_video(ir) and is_video(vi)):
             raise InputError(f"--ir {ir} and --vi {vi} must both be videos, both images or both folders")
-        return _video_pairs(ir, vi, max_pairs)
-    return _image_pairs(ir, vi, max_pairs)
+        return _video_pairs(ir, vi, max_pairs, ir16)
+    return _image_pairs(ir, vi, max_pairs, ir16)
 
 
 def _spread(n: int, k: int) -> list[int]:
@@ -39,7 +40,7 @@ def _spread(n: int, k: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, n - 1, k).round()})
 
 
-def _image_pairs(ir: Path, vi: Path, max_pairs: int) -> tuple[FramePairs, list[str]]:
+def _image_pairs(ir: Path, vi: Path, max_pairs: int, ir16: str) -> tuple[FramePairs, list[str]]:
     from lutfuse_deploy.io.images import find_pairs, read_ir, read_vi
 
     pairs, problems = find_pairs(ir, vi)
@@ -48,10 +49,10 @@ def _image_pairs(ir: Path, vi: Path, max_pairs: int) -> tuple[FramePairs, list[s
     if not pairs:
         raise InputError(f"{ir} and {vi}: no IR and visible images share a name")
     chosen = [pairs[i] for i in _spread(len(pairs), max_pairs)]
-    return [(read_ir(p.ir), read_vi(p.vi)) for p in chosen], [p.name for p in chosen]
+    return [(read_ir(p.ir, ir16), read_vi(p.vi)) for p in chosen], [p.name for p in chosen]
 
 
-def _video_pairs(ir: Path, vi: Path, max_pairs: int) -> tuple[FramePairs, list[str]]:
+def _video_pairs(ir: Path, vi: Path, max_pairs: int, ir16: str) -> tuple[FramePairs, list[str]]:
     from lutfuse_deploy.fuse.pairing import Pairing, pair_by_index
     from lutfuse_deploy.io.video import decode, ffmpeg_errors, probe
 
@@ -64,7 +65,7 @@ def _video_pairs(ir: Path, vi: Path, max_pairs: int) -> tuple[FramePairs, list[s
     out: FramePairs = []
     names: list[str] = []
     with ffmpeg_errors():
-        for i, (a, b) in enumerate(pair_by_index(decode(ir_info, "L"), decode(vi_info, "RGB"), Pairing())):
+        for i, (a, b) in enumerate(pair_by_index(decode(ir_info, "L", ir16), decode(vi_info, "RGB"), Pairing())):
             if i % step == 0:
                 out.append((a, b))
                 names.append(f"frame {i}")
@@ -75,11 +76,11 @@ def _video_pairs(ir: Path, vi: Path, max_pairs: int) -> tuple[FramePairs, list[s
     return out, names
 
 
-def read_frame_pair(ir: str | Path, vi: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def read_frame_pair(ir: str | Path, vi: str | Path, ir16: str = "refuse") -> tuple[np.ndarray, np.ndarray]:
     """One frame of each camera, as calibration reads them (IR gray, visible RGB)."""
     from lutfuse_deploy.io.images import read_ir, read_vi
 
-    return read_ir(ir), read_vi(vi)
+    return read_ir(ir, ir16), read_vi(vi)
 
 
 def check_frames_match(rig: Any, ir: np.ndarray, vi: np.ndarray, ir_path: str | Path, vi_path: str | Path) -> None:
