@@ -221,3 +221,54 @@ def test_compare_counts_wins_per_set_and_refuses_bad_input(tmp_path: Path) -> No
     assert_one_line_error(run("--against", paths["ref"], "--set", f"a={data / 'msrs'}", "x=nope.safetensors"),
                           "checkpoint not found")
     assert_one_line_error(run("--against", paths["ref"], "--set", "a", f"x={same}"), "expected NAME=PATH")
+
+
+def test_compare_holdout_and_medical_sets(tmp_path: Path) -> None:
+    """``--holdout RECIPE``: one set per training set, holding the pairs ``train`` held out; a medical set's
+    mri/ + pet/ layout; refusals."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+    from conftest import assert_one_line_error
+    from train_helpers import make_train_data
+
+    from lutfuse_deploy.paths import REPO_ROOT
+    from lutfuse_deploy.quality.compare import holdout_sets
+    from lutfuse_deploy.train.data import collect_pairs, set_folders, split_holdout
+
+    data = make_train_data(tmp_path / "d", pairs_per_set=3)
+    raw = yaml.safe_load((REPO_ROOT / "recipes" / "mini.yaml").read_text())
+    raw["data"]["holdout"] = 1
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    held = holdout_sets(recipe, data)
+    expected = split_holdout(collect_pairs(set_folders(data, raw["data"]["sets"])), 1)[1]
+    assert sorted(held) == [f"holdout/{s}" for s in sorted(raw["data"]["sets"])]
+    assert sorted(p.name for ps in held.values() for p in ps) == sorted(p.name for p in expected)
+    assert all(len(ps) == 1 for ps in held.values())
+
+    ckpt = save_checkpoint(MMDRStudent(), tmp_path / "m.safetensors")
+
+    def run(*args: object) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "lutfuse_deploy.quality.compare", "--against", str(ckpt), *map(str, args)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+    proc = run("--holdout", recipe, "--data", data, f"same={ckpt}")
+    assert proc.returncode == 0, proc.stderr
+    for s in raw["data"]["sets"]:
+        assert f"holdout/{s}: same: 10/10" in proc.stdout
+    med = tmp_path / "med"  # a medical set's layout (mri/ where the report puts the IR, pet/)
+    shutil.copytree(data / "msrs" / "ir", med / "mri")
+    shutil.copytree(data / "msrs" / "vi", med / "pet")
+    proc = run("--set", f"mri_pet={med}", f"same={ckpt}")
+    assert proc.returncode == 0 and "mri_pet: same: 10/10" in proc.stdout, proc.stderr
+    raw["data"]["holdout"] = 0
+    (tmp_path / "none.yaml").write_text(yaml.safe_dump(raw))
+    assert_one_line_error(run("--holdout", tmp_path / "none.yaml", "--data", data, f"x={ckpt}"), "data.holdout: 0")
+    assert_one_line_error(run("--set", f"a={data / 'msrs'}", "--data", data, f"x={ckpt}"), "--data: applies only")
+    assert_one_line_error(run(f"x={ckpt}"), "give at least one --set")
+    assert_one_line_error(run("--holdout", tmp_path / "nope.yaml", f"x={ckpt}"), "recipe not found")
+    assert_one_line_error(run("--holdout", recipe, "--data", data, "--set", f"holdout/msrs={data / 'msrs'}",
+                              f"x={ckpt}"), "also a --holdout set")

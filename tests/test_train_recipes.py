@@ -82,6 +82,10 @@ def test_recipes_exist_for_every_kind() -> None:
         ({"kind": "mini", "loss": {"lut_output": -1.0}}, "loss.lut_output: expected a number >= 0"),
         ({"kind": "mini", "loss": {"lut_outptu": 1.0}}, "loss.lut_outptu: unknown key"),
         ({"kind": "lut", "loss": {"lut_output": 1.0}}, "loss.lut_output: unknown key"),
+        ({"kind": "teacher", "teacher": "t.safetensors"}, "teacher: set, but this recipe distils no teacher"),
+        ({"kind": "mini", "teacher": "t.safetensors", "loss": {"init": "max", "distill_feature": 0, "distill_output": 0,
+                                                               "lut_teacher": "l.safetensors", "lut_output": 1.0}},
+         "teacher: set, but this recipe distils no teacher"),
     ],
 )
 def test_bad_recipe_names_the_key(raw: dict, needle: str) -> None:

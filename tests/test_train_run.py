@@ -202,6 +202,27 @@ def test_mini_distils_lut_fuse_output_and_context(data: Path, teacher_ckpt: Path
     assert not (tmp_path / "alone" / "refresh").exists()
 
 
+def test_mini_distilling_lut_fuse_alone_needs_no_teacher(data: Path, teacher_ckpt: Path, tmp_path: Path) -> None:
+    """No teacher term and the max-rule start: trains without --teacher, records none, and refuses one
+    (a flag that would be ignored); with ``init: teacher`` the teacher is needed again."""
+    from lutfuse_deploy.errors import ConfigError
+    from lutfuse_deploy.models.lut import analytic_lutfuse
+
+    r = _recipe("ci-mini.yaml", data, steps=4)
+    r.loss.distill_feature = r.loss.distill_output = 0.0
+    r.loss.init = "max"
+    r.loss.lut_teacher = str(save_checkpoint(analytic_lutfuse(seed=3), tmp_path / "lut.safetensors"))
+    r.loss.lut_output = 1.0
+    prov = load_model(train("mini", r, data=data, out=tmp_path / "run", progress=False).last)[1]["provenance"]
+    assert "teacher" not in prov and prov["lut_teacher"]["file"] == "lut.safetensors"
+    with pytest.raises(ConfigError, match="--teacher: this mini recipe distils no teacher"):
+        train("mini", r, data=data, out=tmp_path / "refused", teacher=teacher_ckpt, progress=False)
+    assert not (tmp_path / "refused").exists()
+    r.loss.init = "teacher"
+    with pytest.raises(ConfigError, match="mini training distils a teacher: give --teacher"):
+        train("mini", r, data=data, out=tmp_path / "needs", progress=False)
+
+
 def test_same_seed_same_weights_and_no_clobbering(data: Path, tmp_path: Path) -> None:
     r = _recipe("ci-teacher.yaml", data, steps=2)
     one = train("teacher", r, data=data, out=tmp_path / "a", progress=False)

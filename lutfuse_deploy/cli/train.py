@@ -36,7 +36,8 @@ from lutfuse_deploy.cli import cli
     "--teacher",
     type=click.Path(path_type=Path),
     default=None,
-    help="lut/mini: teacher checkpoint to distil (overrides the recipe's).",
+    help="lut/mini: teacher checkpoint to distil (overrides the recipe's); refused for a mini recipe "
+    "with no teacher term (distilling LUT-Fuse alone).",
 )
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Override the recipe's step count.")
 @click.option(

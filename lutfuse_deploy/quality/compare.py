@@ -6,6 +6,8 @@ mapping, even crop and gray conversion as the quality report), and prints, per s
 metrics each candidate matches or beats. It exists to choose a student on a validation split of
 cameras it never trained on (``train/m3svd``, ``train/llvip_extra``) without running the full report,
 whose dense teachers cost most of its time; the report's own sets stay untouched until the choice is made.
+``--holdout RECIPE`` adds the pairs a recipe keeps out of training (``data.holdout``), one set per training
+set, so the cameras a student did train on are judged on images it did not.
 """
 
 from __future__ import annotations
@@ -14,20 +16,47 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from lutfuse_deploy.errors import InputError, LutfuseError
-from lutfuse_deploy.quality.results import TARGET_METRICS, SetResult, target_wins
+from lutfuse_deploy.quality.results import MEDICAL_SETS, TARGET_METRICS, SetResult, target_wins
 from lutfuse_deploy.quality.run import _even, _fuse, _pairs
 
+if TYPE_CHECKING:
+    from lutfuse_deploy.io.images import ImagePair
+
 REFERENCE = "reference"
+LAYOUTS = (("ir", "vi"), *dict.fromkeys(MEDICAL_SETS.values()))  # first folder where the report puts the IR
+
+
+def _layout(folder: Path) -> tuple[str, str] | None:
+    """The (ir-like, vi-like) sub-folders of a set: ir/ + vi/, or a medical set's mri/ + pet/ or spect/."""
+    return next(((a, b) for a, b in LAYOUTS if (folder / a).is_dir() and (folder / b).is_dir()), None)
+
+
+def holdout_sets(recipe: Path, root: Path | None = None) -> dict[str, list[ImagePair]]:
+    """``holdout/<set>`` -> the pairs ``recipe`` holds out of each training set (as ``train`` splits them)."""
+    from lutfuse_deploy.paths import data_root
+    from lutfuse_deploy.train.config import load_recipe
+    from lutfuse_deploy.train.data import collect_pairs, pair_set, set_folders, split_holdout
+
+    r = load_recipe(recipe)
+    if not r.data.holdout:
+        raise InputError(f"--holdout {recipe}: the recipe holds no pairs out of training (data.holdout: 0)")
+    base = root if root is not None else Path(r.data.root) if r.data.root else data_root() / "train"
+    out: dict[str, list[ImagePair]] = {}
+    for p in split_holdout(collect_pairs(set_folders(base, r.data.sets)), r.data.holdout)[1]:
+        out.setdefault(f"holdout/{pair_set(p.name)}", []).append(p)
+    return out
 
 
 def score_sets(
-    sets: Mapping[str, Path], models: Mapping[str, Path], tanh_map: str = "minmax"
+    sets: Mapping[str, Path | list[ImagePair]], models: Mapping[str, Path], tanh_map: str = "minmax"
 ) -> list[SetResult]:
-    """Every model (row name -> checkpoint) on every pair of every set (name -> folder with ir/, vi/)."""
+    """Every model (row name -> checkpoint) on every pair of every set (name -> folder with ir/, vi/, or
+    its pairs)."""
     from lutfuse_deploy.io.checkpoints import load_model
     from lutfuse_deploy.io.images import load_pair
     from lutfuse_deploy.metrics.fusion import compute_all, to_gray
@@ -35,7 +64,11 @@ def score_sets(
     loaded = {row: load_model(path)[0] for row, path in models.items()}
     results = []
     for name, folder in sets.items():
-        pairs = _pairs(folder, "ir", "vi", None)
+        if isinstance(folder, list):
+            pairs = folder
+        else:
+            subs = _layout(folder)
+            pairs = _pairs(folder, *subs, None) if subs else []
         if not pairs:
             raise InputError(f"--set {name}: no ir/vi pairs in {folder}")
         res = SetResult(name, len(pairs))
@@ -72,8 +105,9 @@ def _named(items: tuple[str, ...], what: str, must_be_dir: bool) -> dict[str, Pa
         p = Path(path)
         if name.strip() in out or name.strip() == REFERENCE:
             raise InputError(f"{what}: name {name.strip()!r} is used twice")
-        if must_be_dir and not (p / "ir").is_dir():
-            raise InputError(f"{what} {name.strip()}: {p} holds no ir/ folder")
+        if must_be_dir and _layout(p) is None:
+            raise InputError(f"{what} {name.strip()}: {p} holds no ir/ folder with a vi/ beside it "
+                             "(nor mri/ with pet/ or spect/)")
         if not must_be_dir and not p.is_file():
             raise InputError(f"{what} {name.strip()}: checkpoint not found: {p}")
         out[name.strip()] = p
@@ -83,7 +117,12 @@ def _named(items: tuple[str, ...], what: str, must_be_dir: bool) -> dict[str, Pa
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("candidates", nargs=-1, required=True, metavar="NAME=CKPT...")
 @click.option("--against", required=True, type=click.Path(path_type=Path), help="Reference checkpoint.")
-@click.option("--set", "sets", multiple=True, required=True, metavar="NAME=DIR", help="Folder of ir/ and vi/ pairs.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=DIR",
+              help="Folder of ir/ and vi/ pairs (or mri/ and pet/ or spect/, as the report reads them).")
+@click.option("--holdout", type=click.Path(path_type=Path), default=None, metavar="RECIPE",
+              help="Also the pairs RECIPE holds out of training (data.holdout), as sets holdout/<set>.")
+@click.option("--data", "data", type=click.Path(path_type=Path), default=None,
+              help="With --holdout: the training root. Default: the recipe's, else <data>/train.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write means and wins.")
 @click.option("--tanh-map", type=click.Choice(["minmax", "clip"]), default="minmax", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch CPU threads.")
@@ -91,6 +130,8 @@ def main(
     candidates: tuple[str, ...],
     against: Path,
     sets: tuple[str, ...],
+    holdout: Path | None,
+    data: Path | None,
     json_out: Path | None,
     tanh_map: str,
     threads: int,
@@ -101,7 +142,18 @@ def main(
     from lutfuse_deploy.io.files import write_text_atomic
 
     try:
-        folders = _named(sets, "--set", must_be_dir=True)
+        if data is not None and holdout is None:
+            raise InputError("--data: applies only with --holdout")
+        if not sets and holdout is None:
+            raise InputError("give at least one --set NAME=DIR or --holdout RECIPE")
+        folders: dict[str, Path | list[ImagePair]] = {**_named(sets, "--set", must_be_dir=True)}
+        if holdout is not None:
+            if not holdout.is_file():
+                raise InputError(f"--holdout: recipe not found: {holdout}")
+            held = holdout_sets(holdout, data)
+            if clash := sorted(set(held) & set(folders)):
+                raise InputError(f"--set: name {clash[0]!r} is also a --holdout set")
+            folders.update(held)
         models = _named(candidates, "candidate", must_be_dir=False)
         if not against.is_file():
             raise InputError(f"--against: checkpoint not found: {against}")

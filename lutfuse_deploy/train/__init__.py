@@ -77,6 +77,9 @@ def train(
         r.steps = steps
     if val is not None and r.data.holdout:
         raise ConfigError("--val: this recipe validates on its held-out pairs (data.holdout)")
+    if teacher is not None and not r.uses_teacher:
+        why = " (loss.distill_feature and loss.distill_output are 0, loss.init is not teacher)"
+        raise ConfigError(f"--teacher: this {r.kind} recipe distils no teacher{why if r.kind == 'mini' else ''}")
     ctx = distributed.setup(device)
     threads_before = torch.get_num_threads()
     try:
@@ -95,7 +98,7 @@ def train(
         lut_teacher = r.loss.lut_teacher if r.kind == "mini" else None
         check_outputs(folders=[out_dir], inputs=[p for p in (recipe, teacher or r.teacher, lut_teacher, root, val)
                                                  if isinstance(p, (str, Path))])
-        t_model, t_prov = _teacher(teacher or r.teacher, r.kind) if r.kind != "teacher" else (None, {})
+        t_model, t_prov = _teacher(teacher or r.teacher, r.kind) if r.uses_teacher else (None, {})
         pairs, held = split_holdout(collect_pairs(set_folders(root, r.data.sets)), r.data.holdout)
         if val is not None:
             r.val.root = str(val)
@@ -129,10 +132,10 @@ def _make_task(
         from lutfuse_deploy.train.teacher import TeacherTask
 
         return TeacherTask(r, stream, ctx.device)
-    assert t_model is not None
     if r.kind == "lut":
         from lutfuse_deploy.train.lut import LutTask
 
+        assert t_model is not None
         return LutTask(r, stream, ctx.device, t_model)
     from lutfuse_deploy.train.mini import MiniTask
 

@@ -142,6 +142,11 @@ class MiniLoss:
         return bool(self.distill_feature or self.distill_output)
 
     @property
+    def uses_teacher(self) -> bool:
+        """Whether ``--teacher`` applies: a distillation term, or the student's last conv copied from it."""
+        return self.distils or self.init == "teacher"
+
+    @property
     def distils_lut(self) -> bool:
         return bool(self.lut_output or self.lut_context)
 
@@ -185,6 +190,12 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether a teacher checkpoint applies: LUT-Fuse always distils one, the mini only with a
+        distillation term or ``loss.init: teacher`` (a mini distilling LUT-Fuse alone needs none)."""
+        return self.kind == "lut" or (self.kind == "mini" and self.loss.uses_teacher)
 
 
 LOSSES: dict[str, type] = {"teacher": TeacherLoss, "lut": LutLoss, "mini": MiniLoss}
@@ -296,6 +307,8 @@ def _cross_checks(r: Recipe, source: str) -> None:
             f"{source}: val.crop: {r.val.crop} px is below the {VIF_MIN_SIDE} px the validation metrics need "
             f"(4-scale VIF); use 0 (whole image) or an even size >= {VIF_MIN_SIDE + VIF_MIN_SIDE % 2}"
         )
+    if r.teacher is not None and not r.uses_teacher:
+        raise ConfigError(f"{source}: teacher: set, but this recipe distils no teacher (it would be ignored)")
     if r.data.holdout and r.val.root:
         raise ConfigError(
             f"{source}: val.root: the recipe validates on its held-out pairs (data.holdout); set one of the two"

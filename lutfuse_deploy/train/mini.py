@@ -86,7 +86,7 @@ class MiniTask(Task):
         recipe: Recipe,
         stream: CropStream,
         device: torch.device,
-        teacher: nn.Module,
+        teacher: nn.Module | None,
         out_dir: Path,
         resume: bool,
         is_main: bool,
@@ -94,12 +94,14 @@ class MiniTask(Task):
     ) -> None:
         self.model = MMDRStudent()
         self.stream = stream
-        self.teacher = teacher.to(device).eval().requires_grad_(False)
+        # None when the recipe distils no teacher (recipe.uses_teacher): no term reads it
+        self.teacher = teacher.to(device).eval().requires_grad_(False) if teacher is not None else None
         loss = recipe.loss
         self.weights = loss_weights(loss)
         self.output_map = loss.output_map
         self.perceptual = perceptual_module(loss, device)
         if loss.init == "teacher":
+            assert teacher is not None
             with torch.no_grad():
                 last = self.model.conv2[1]
                 last.load_state_dict(cast(nn.Sequential, teacher.conv00)[1].state_dict())
@@ -122,7 +124,7 @@ class MiniTask(Task):
         if loss.keeps_teacher_targets:
             from lutfuse_deploy.io.checkpoints import weights_sha256
 
-            sha = weights_sha256(self.teacher.state_dict())
+            sha = weights_sha256(cast(nn.Module, self.teacher).state_dict())
             folder_t = Path(out_dir) / "teacher_targets"
             self.targets = shared(lambda create: TeacherTargets(folder_t, d.patches, d.crop, d.flip, sha, create))
         self.distils = loss.distils
