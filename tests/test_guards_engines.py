@@ -180,6 +180,16 @@ def test_workspace_need_must_stay_below_the_device_memory(monkeypatch):
         _workspace(monkeypatch, t, memory)
     ws, _ = _workspace(monkeypatch, t, memory - 0.5)
     assert ws == 7.0  # 8e9 B = 7.45 GiB; 6.95 GiB rounded up to a quarter
+    # below the memory, but the quarter-GiB rounding would set 7.5 GiB on a 7.45 GiB device (an explicit
+    # --workspace 7.5 is refused): the build asks for what the model needs, and says so
+    ws, notes = _workspace(monkeypatch, t, memory - 0.1)
+    assert ws == pytest.approx(memory - 0.1) and ws < memory
+    assert "is not below the smallest t's" in notes[0]
+    # exactly the memory (a 1 GiB device, the 1 GiB default workspace): the whole device is not asked for either
+    one = _target(memory_gb=[(1 << 30) / 1e9], workspace_gib=1.0)
+    assert one.smallest_memory_gib == 1.0
+    ws, notes = _workspace(monkeypatch, one, 0.6)
+    assert ws == pytest.approx(0.6) and notes
 
 
 @pytest.mark.parametrize(("need", "derived"), [(0.5, 1.0), (1.0, 1.0), (1.2, 1.25), (1.25, 1.25), (1.26, 1.5)])

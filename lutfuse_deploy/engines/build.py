@@ -237,7 +237,12 @@ def derive_workspace(target: Target, info: OnnxInfo, shapes: ShapeProfile) -> tu
     """(workspace GiB, what the model needs GiB): the target's workspace, raised to what the model's
     largest layer at the profile's maximum shape needs, rounded up to a quarter GiB."""
     need = largest_layer_bytes(info, shapes.max) * WORKSPACE_PER_LAYER_BYTE / (1 << 30)
-    return max(target.workspace_gib, -(-need * 4 // 1) / 4), need
+    return max(target.workspace_gib, quarter_gib(need)), need
+
+
+def quarter_gib(gib: float) -> float:
+    """``gib`` rounded up to a quarter GiB (the workspace granularity builds use)."""
+    return -(-gib * 4 // 1) / 4
 
 
 def _workspace(
@@ -253,6 +258,13 @@ def _workspace(
             f"{info.model_name} at that size needs about {need:.2f} GiB of workspace (twice its largest "
             f"layer) and the smallest {target.name} has {memory:.2f} GiB: lower the maximum"
         )
+    if memory is not None and req.workspace_gib is None and derived >= memory:
+        # the default or the quarter-GiB rounding would ask for the whole device (an explicit --workspace
+        # that large is refused below): ask for what the model needs instead
+        notes.append(f"workspace {need:.3g} GiB, what {info.model_name} needs at {size_text(shapes.max)}: "
+                     f"{derived:g} GiB (the default or rounded up) is not below the smallest {target.name}'s "
+                     f"{memory:.2f} GiB")
+        return need
     if req.workspace_gib is not None:
         if req.workspace_gib <= 0:
             raise InputError(f"--workspace must be > 0 GiB, got {req.workspace_gib:g}")
