@@ -23,13 +23,6 @@ from lutfuse_deploy.runtime.base import Runner
 KINDS = ("lutfuse", "mmdrfuse-student")
 
 
-def import_kernels() -> Any:
-    """``runtime.cpu_kernels`` (its import raises a one-line error naming the extra without numba)."""
-    from lutfuse_deploy.runtime import cpu_kernels
-
-    return cpu_kernels
-
-
 class FusedCpuRunner(Runner):
     backend = "numba"
 
@@ -39,12 +32,13 @@ class FusedCpuRunner(Runner):
         import torch
 
         from lutfuse_deploy.io.checkpoints import load_model
+        from lutfuse_deploy.runtime import cpu_kernels  # without numba: one line naming the extra
 
         if io not in ("float", "uint8"):
             raise InputError(f"io must be float or uint8, got {io!r}")
         if device != "cpu":
             raise InputError(f"--device {device}: the numba backend runs on the CPU only")
-        self.kernels = import_kernels()
+        self.kernels: Any = cpu_kernels
         self.path = Path(model)
         self.threads = threads
         self.io = io
@@ -75,7 +69,7 @@ class FusedCpuRunner(Runner):
             numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
 
     def infer_impl(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = self._warped(ir.astype(np.float32), vi.astype(np.float32))
+        ir, vi = self._warped(ir.astype(np.float32, copy=False), vi.astype(np.float32, copy=False))
         if self.kind == "mmdrfuse-student":
             out = np.stack([self.kernels.mmdr_student(a[0], b[0], *self.weights) for a, b in zip(ir, vi)])
         else:
