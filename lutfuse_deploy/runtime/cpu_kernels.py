@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from lutfuse_deploy.errors import MissingDependency
+from lutfuse_deploy.models.lut import CB, CHROMA_TO_RGB, CR, LUMA, MINMAX_EPS
 
 try:
     from numba import njit, prange
@@ -25,6 +26,12 @@ except ImportError:
     raise MissingDependency("numba", "numba") from None
 
 F32 = np.float32
+# the model's own constants (models.lut), frozen into the loops as float32 as PyTorch rounds them
+LUMA32 = tuple(F32(c) for c in LUMA)
+CB32 = tuple(F32(c) for c in CB)
+CR32 = tuple(F32(c) for c in CR)
+(_R_CR, _), (_G_CR, _G_CB), (_, _B_CB) = CHROMA_TO_RGB
+CHROMA32 = (F32(_R_CR), F32(_G_CR), F32(_G_CB), F32(_B_CB))  # R<-Cr, G<-Cr, G<-Cb, B<-Cb
 
 
 @njit(parallel=True, cache=True)
@@ -66,7 +73,8 @@ def warp_ir(ir: np.ndarray, inverse: np.ndarray, x0: int, y0: int, out: np.ndarr
 def _luma01(vi: np.ndarray, y: np.ndarray) -> None:
     """BT.601 Y of RGB 0..255 on the [0, 1] scale, as ``models.lut.luminance(vi / 255)`` rounds it."""
     h, w = y.shape
-    k255, kr, kg, kb = F32(255.0), F32(0.299), F32(0.587), F32(0.114)
+    k255 = F32(255.0)
+    kr, kg, kb = LUMA32
     for i in prange(h):
         for j in range(w):
             y[i, j] = kr * (vi[0, i, j] / k255) + kg * (vi[1, i, j] / k255) + kb * (vi[2, i, j] / k255)
@@ -107,9 +115,9 @@ def _lookup_rgb(ir: np.ndarray, vi: np.ndarray, context: np.ndarray, y: np.ndarr
     h, w = y.shape
     top = F32(nodes - 1)
     k255, half = F32(255.0), F32(0.5)
-    cb0, cb1, cb2 = F32(-0.168736), F32(-0.331264), F32(0.5)
-    cr0, cr1, cr2 = F32(0.5), F32(-0.418688), F32(-0.081312)
-    r_cr, g_cr, g_cb, b_cb = F32(1.402), F32(-0.714136), F32(-0.344136), F32(1.772)
+    cb0, cb1, cb2 = CB32
+    cr0, cr1, cr2 = CR32
+    r_cr, g_cr, g_cb, b_cb = CHROMA32
     for i in prange(h):
         v = np.empty(16, np.float32)
         for j in range(w):
@@ -148,7 +156,7 @@ def lutfuse_lookup(ir: np.ndarray, vi: np.ndarray, context: np.ndarray, corners:
     _luma01(vi, y)
     _sobel_magnitude(y, mag, row_lo, row_hi)
     lo, hi = row_lo.min(), row_hi.max()
-    span = np.float32(hi - lo + np.float32(1e-8))
+    span = np.float32(hi - lo + np.float32(MINMAX_EPS))
     out = np.empty((3, h, w), np.float32)
     _lookup_rgb(ir, vi, context, y, mag, np.float32(lo), span, corners, nodes, np.float32(scale),
                 np.float32(scale / 255.0), out)
