@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -221,6 +222,30 @@ def test_mini_distilling_lut_fuse_alone_needs_no_teacher(data: Path, teacher_ckp
     r.loss.init = "teacher"
     with pytest.raises(ConfigError, match="mini training distils a teacher: give --teacher"):
         train("mini", r, data=data, out=tmp_path / "needs", progress=False)
+
+
+def test_mini_fine_tunes_a_trained_student(data: Path, teacher_ckpt: Path, tmp_path: Path) -> None:
+    """``init: checkpoint`` starts from every weight of the given student (zero steps of change would
+    give it back), records it, and refuses a checkpoint of another kind."""
+    from lutfuse_deploy.errors import CheckpointError
+
+    start = tmp_path / "start.safetensors"
+    shutil.copy(REPO_ROOT / "lutfuse_deploy" / "pretrained" / "mini.safetensors", start)
+    r = _recipe("ci-mini.yaml", data, steps=2)
+    r.loss.init, r.loss.init_checkpoint = "checkpoint", str(start)
+    r.optim.lr = r.optim.lr_min = 1e-12  # the run moves the weights by nothing measurable
+    res = train("mini", r, data=data, out=tmp_path / "run", teacher=teacher_ckpt, progress=False)
+    tuned, meta = load_model(res.last)
+    shipped = load_model(start)[0]
+    for (name, a), b in zip(tuned.state_dict().items(), shipped.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-9, msg=name)
+    assert meta["provenance"]["init_checkpoint"]["file"] == "start.safetensors"
+    r.loss.init = "max"
+    fresh = load_model(train("mini", r, data=data, out=tmp_path / "fresh", teacher=teacher_ckpt, progress=False).last)[0]
+    assert not torch.allclose(fresh.state_dict()["conv1.1.weight"], shipped.state_dict()["conv1.1.weight"])
+    r.loss.init, r.loss.init_checkpoint = "checkpoint", str(teacher_ckpt)
+    with pytest.raises(CheckpointError, match="holds a mmdrfuse-teacher model, expected mmdrfuse-student"):
+        train("mini", r, data=data, out=tmp_path / "wrong", teacher=teacher_ckpt, progress=False)
 
 
 def test_same_seed_same_weights_and_no_clobbering(data: Path, tmp_path: Path) -> None:

@@ -125,8 +125,10 @@ class MiniLoss:
     refresh: float = _opt(10.0, lo=0.0)  # dynamic refresh: pull towards a patch's best past output (x gap)
     refresh_dtype: str = _opt("uint8", choices=("uint8", "float16"))  # history bank storage (memmap on disk)
     # start: "teacher" copies the teacher's last conv (4->1), as the official training does; "max" sets
-    # both convs to tanh(2 max(ir, vi) - 1), the rule the intensity term asks for; "random": torch's init
-    init: str = _opt("teacher", choices=("random", "teacher", "max"))
+    # both convs to tanh(2 max(ir, vi) - 1), the rule the intensity term asks for; "random": torch's init;
+    # "checkpoint": every weight from init_checkpoint (a trained student), to fine-tune it
+    init: str = _opt("teacher", choices=("random", "teacher", "max", "checkpoint"))
+    init_checkpoint: str | None = _opt(None)  # an mmdrfuse-student .safetensors; only with init: checkpoint
     cache_teacher: bool = _opt(True)  # compute the teacher once per pool patch, keep its targets on disk
     # distillation from a LUT-Fuse checkpoint (both weights 0: off, and lut_teacher must be unset):
     # lut_output is L1 between the student's and LUT-Fuse's fused Y, each min-max stretched per crop
@@ -320,6 +322,12 @@ def _cross_checks(r: Recipe, source: str) -> None:
             f"{source}: loss.lut_teacher: "
             + ("needed by loss.lut_output / loss.lut_context" if r.loss.distils_lut
                else "set, but loss.lut_output and loss.lut_context are 0 (it would be ignored)")
+        )
+    if r.kind == "mini" and (r.loss.init == "checkpoint") != (r.loss.init_checkpoint is not None):
+        raise ConfigError(
+            f"{source}: loss.init_checkpoint: "
+            + ("needed by loss.init: checkpoint" if r.loss.init == "checkpoint"
+               else f"set, but loss.init is {r.loss.init!r} (it would be ignored; use init: checkpoint)")
         )
     vgg = getattr(r.loss, "vgg_weights", None)
     if getattr(r.loss, "perceptual", 0.0) > 0 and not vgg:

@@ -7,7 +7,8 @@
 - Dynamic refresh: per-patch history banks (``refresh.RefreshBank``) pull the output back towards
   its best past self when it gets worse; they need a fixed patch pool (``data.patches``).
 The student's last conv (4 -> 1) starts as a copy of the teacher's, as in the official training
-(``loss.init: teacher``), or the whole student starts as the max rule (``loss.init: max``).
+(``loss.init: teacher``), or the whole student starts as the max rule (``loss.init: max``) or as a
+trained student (``loss.init: checkpoint``, to fine-tune it).
 The teacher's targets for the pool are computed once and kept on disk (``targets.TeacherTargets``).
 Optionally a LUT-Fuse checkpoint is distilled too (``loss.lut_teacher``): on cameras outside the
 training sets the shipped LUT-Fuse is the stronger fusion model, so its output and its context
@@ -46,6 +47,25 @@ def minmax(x: torch.Tensor) -> torch.Tensor:
     lo = x.amin(dim=(2, 3), keepdim=True)
     hi = x.amax(dim=(2, 3), keepdim=True)
     return (x - lo) / (hi - lo + 1e-6)
+
+
+def load_student(student: MMDRStudent, path: str) -> dict[str, str]:
+    """Copy a trained student's weights into ``student`` (``loss.init: checkpoint``); its provenance.
+
+    Why: fine-tuning the shipped student towards a new target moves it a short way from a model known to
+    hold up, where a fresh start lands wherever its seed sends it (docs/training.md, seeds).
+    """
+    from lutfuse_deploy.io.checkpoints import load_model, resolve_checkpoint
+    from lutfuse_deploy.io.files import sha256_file
+
+    p = resolve_checkpoint(path)
+    model, meta = load_model(p, kind="mmdrfuse-student")
+    student.load_state_dict(model.state_dict())
+    prov = {"file": p.name, "sha256": sha256_file(p), "weights_sha256": meta["weights_sha256"]}
+    source = meta.get("provenance", {}).get("source")
+    if source:
+        prov["source"] = source  # an imported release: what it was derived from stays on record
+    return prov
 
 
 @torch.no_grad()
@@ -107,6 +127,9 @@ class MiniTask(Task):
                 last.load_state_dict(cast(nn.Sequential, teacher.conv00)[1].state_dict())
         elif loss.init == "max":
             init_max_rule(self.model)
+        self.provenance = {}
+        if loss.init == "checkpoint":
+            self.provenance["init_checkpoint"] = load_student(self.model, cast(str, loss.init_checkpoint))
         d = recipe.data
 
         def shared(make: Callable[[bool], T]) -> T:
@@ -128,7 +151,6 @@ class MiniTask(Task):
             folder_t = Path(out_dir) / "teacher_targets"
             self.targets = shared(lambda create: TeacherTargets(folder_t, d.patches, d.crop, d.flip, sha, create))
         self.distils = loss.distils
-        self.provenance = {}
         self.lut: LutFuse | None = None
         self.lut_targets: TeacherTargets | None = None
         if loss.distils_lut:
