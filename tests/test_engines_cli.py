@@ -413,3 +413,42 @@ def test_a_bundle_for_other_shapes_is_not_replaced_silently(lut: Path, tmp_path:
                                "-o", str(out_root)], capsys)
     assert code != 0 and err.startswith("error: ") and "pass --force to replace it" in err
     assert manifest.read_bytes() == before
+
+
+def _ir16_calibration(folder: Path, pairs: int = 3) -> Path:
+    """A calibration folder whose IR images are 16-bit PNGs (radiometric thermal), visible RGB."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for sub in ("ir", "vi"):
+        (folder / sub).mkdir(parents=True)
+    for i in range(pairs):
+        Image.fromarray((rng.integers(0, 40, (48, 64)) * 50 + 20000).astype(np.uint16)).save(folder / "ir" / f"{i}.png")
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(folder / "vi" / f"{i}.png")
+    return folder
+
+
+def test_calibration_images_with_16bit_ir_need_and_take_ir16(
+    lut: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """16-bit IR in --calib is refused as everywhere else, mapped by --ir16 as `fuse --ir16` maps it
+    (the bundle's calib.npz holds the mapped 8-bit frames), and --ir16 or --calib where no
+    calibration happens is refused rather than ignored."""
+    import numpy as np
+
+    calib = str(_ir16_calibration(tmp_path / "c16"))
+    base = ["build-engine", "--onnx", str(lut), "--target", "orin-nx"]
+    refuse([*base, "--precision", "int8", "--calib", calib], capsys, "16-bit", tmp_path / "e")
+    refuse([*base, "--precision", "fp16", "--calib", calib], capsys, "drop --calib", tmp_path / "e")
+    refuse([*base, "--precision", "fp16", "--ir16", "minmax"], capsys, "--ir16 minmax: maps the IR of --calib",
+           tmp_path / "e")
+    spans = {}
+    for mode in ("minmax", "linear"):
+        code, _out, err = run_cli([*base, "--precision", "int8", "--calib", calib, "--ir16", mode,
+                                   "-o", str(tmp_path / mode)], capsys)
+        assert code == 0, err
+        (npz,) = (tmp_path / mode).rglob("calib.npz")
+        ir = np.load(npz)["ir"]
+        spans[mode] = int(ir.max()) - int(ir.min())
+    assert spans["minmax"] > 200 > 30 > spans["linear"], spans  # minmax stretches; linear v*255/65535 barely moves

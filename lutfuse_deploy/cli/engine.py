@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from lutfuse_deploy.cli import cli
+from lutfuse_deploy.cli.options import ir16_option
 
 if TYPE_CHECKING:
     from lutfuse_deploy.engines.build import BuildResult
@@ -53,6 +54,7 @@ Examples:
     metavar="LIST|DIR|NPZ|NAME",
     help="INT8 calibration data: calibration/NAME.txt, a list file, a folder with ir/ and vi/, or calib.npz.",
 )
+@ir16_option
 @click.option(
     "--workspace",
     "workspace_gib",
@@ -122,6 +124,7 @@ def build_engine_cmd(
     precision: str | None,
     shapes: str | None,
     calib: str | None,
+    ir16: str,
     workspace_gib: float | None,
     out_root: Path,
     remote: str | None,
@@ -154,6 +157,7 @@ def build_engine_cmd(
             precision=precision,
             shapes=shapes,
             calib=calib,
+            ir16=ir16,
             workspace_gib=workspace_gib,
             out_root=out_root,
             remote=remote,

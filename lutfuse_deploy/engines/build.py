@@ -67,6 +67,7 @@ class BuildRequest:
     check_data: str | None = None  # INT8 Q/DQ: pairs to measure on (default: held out of --calib)
     int8_tolerance: str | None = None  # INT8 Q/DQ: "p99=4,max=32,float=0.5" (int8_check.Tolerance)
     progress: Callable[[str], None] | None = None  # one line per long step (the INT8 measurement)
+    ir16: str = "refuse"  # how 16-bit IR in --calib / --check-data images becomes 8-bit (io.images.IR16_MODES)
 
 
 @dataclass
@@ -122,7 +123,7 @@ def _calibration(
         raise EngineError(f"{info.path.name} is a rig graph (IR and visible of two sizes): INT8 calibration "
                           "data is one size per pair, so it is not supported for rig graphs yet; build fp16 "
                           "or fp32")
-    return calib.load_calibration(req.calib, vi_channels=info.vi_channels, hw=hw)
+    return calib.load_calibration(req.calib, vi_channels=info.vi_channels, hw=hw, ir16=req.ir16)
 
 
 def build_engine(req: BuildRequest) -> BuildResult:
@@ -166,9 +167,16 @@ def build_engine(req: BuildRequest) -> BuildResult:
         dla_core=req.dla_core,
         onnx_ops=info.ops,
     )
-    data = _calibration(req, info, shapes.opt, plan.calibrator or plan.insert_qdq)
+    calibrates = plan.calibrator or plan.insert_qdq
+    if req.calib is not None and not calibrates:
+        raise InputError(f"--calib: a {precision} build on TensorRT {major} is not calibrated here "
+                         f"({'its ONNX carries Q/DQ scales already' if plan.qdq else 'no INT8'}); drop --calib")
+    if req.ir16 != "refuse" and req.calib is None:
+        raise InputError(f"--ir16 {req.ir16}: maps the IR of --calib images; this build reads none")
+    data = _calibration(req, info, shapes.opt, calibrates)
     data, check, tolerance = int8_sets(
-        plan.insert_qdq, data, req.check_data, req.int8_tolerance, vi_channels=info.vi_channels, hw=shapes.opt
+        plan.insert_qdq, data, req.check_data, req.int8_tolerance, vi_channels=info.vi_channels, hw=shapes.opt,
+        ir16=req.ir16,
     )
     folder = bundle_dir(req.out_root, target.name, model, precision, req.dla_core)
     cache_dir = req.out_root / CALIBRATION_CACHE_DIR

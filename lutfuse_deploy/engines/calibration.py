@@ -106,11 +106,17 @@ def _resolve(spec: str) -> Path:
 
 
 def load_calibration(
-    spec: str | Path, *, vi_channels: int, hw: tuple[int, int], limit: int = CALIB_MAX_IMAGES
+    spec: str | Path, *, vi_channels: int, hw: tuple[int, int], limit: int = CALIB_MAX_IMAGES, ir16: str = "refuse"
 ) -> CalibrationSet:
-    """Read and resize up to ``limit`` pairs (or a bundle's npz) into one ``CalibrationSet``."""
+    """Read and resize up to ``limit`` pairs (or a bundle's npz) into one ``CalibrationSet``.
+
+    ``ir16`` maps 16-bit IR images to 8 bits (``io.images.IR16_MODES``) as ``fuse --ir16`` will at run
+    time: calibrating on another mapping than the one deployed gives the wrong INT8 ranges.
+    """
     path = _resolve(str(spec))
     if path.suffix == ".npz":
+        if ir16 != "refuse":
+            raise InputError(f"--ir16 {ir16}: {path.name} holds 8-bit pairs already (mapped when it was written)")
         return _load_npz(path, vi_channels, hw)
     if path.is_dir():
         from lutfuse_deploy.io.images import find_pairs
@@ -125,11 +131,11 @@ def load_calibration(
         pairs = read_list(path)
     else:
         raise InputError(f"{path}: not a calibration list, folder or npz")
-    return _decode(pairs[:limit], vi_channels, hw, str(path))
+    return _decode(pairs[:limit], vi_channels, hw, str(path), ir16)
 
 
 def _decode(
-    pairs: Sequence[tuple[Path, Path]], vi_channels: int, hw: tuple[int, int], source: str
+    pairs: Sequence[tuple[Path, Path]], vi_channels: int, hw: tuple[int, int], source: str, ir16: str = "refuse"
 ) -> CalibrationSet:
     from PIL import Image
 
@@ -139,7 +145,7 @@ def _decode(
     irs, vis = [], []
     for ir_path, vi_path in pairs:
         ir, vi = load_pair(
-            ImagePair(ir_path.stem, ir_path, vi_path), vi_mode="RGB" if vi_channels == 3 else "L"
+            ImagePair(ir_path.stem, ir_path, vi_path), vi_mode="RGB" if vi_channels == 3 else "L", ir16=ir16
         )
         ir_img = Image.fromarray(ir).resize((w, h), Image.Resampling.BILINEAR)
         vi_img = Image.fromarray(vi).resize((w, h), Image.Resampling.BILINEAR)

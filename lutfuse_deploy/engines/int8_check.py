@@ -141,6 +141,7 @@ def int8_sets(
     *,
     vi_channels: int,
     hw: tuple[int, int],
+    ir16: str = "refuse",
 ) -> tuple[CalibrationSet | None, CalibrationSet | None, Tolerance]:
     """(calibration, check, tolerance) for a build: check pairs only where the Q/DQ graph is made
     here (``insert_qdq``); ``--check-data``/``--int8-tolerance`` anywhere else are refused."""
@@ -154,11 +155,11 @@ def int8_sets(
     policy = Tolerance.parse(tolerance)
     if calib is None:  # plan_precision refuses --qdq without calibration data
         return None, None, policy
-    return (*check_sets(calib, check_spec, vi_channels=vi_channels, hw=hw), policy)
+    return (*check_sets(calib, check_spec, vi_channels=vi_channels, hw=hw, ir16=ir16), policy)
 
 
 def check_sets(
-    calib: CalibrationSet, check_spec: str | None, *, vi_channels: int, hw: tuple[int, int]
+    calib: CalibrationSet, check_spec: str | None, *, vi_channels: int, hw: tuple[int, int], ir16: str = "refuse"
 ) -> tuple[CalibrationSet, CalibrationSet]:
     """(calibration, check) pairs for a Q/DQ build: ``--check-data`` read like ``--calib`` (a list,
     a folder, a calib.npz or a name from calibration/), else a held-out slice of ``calib``."""
@@ -166,7 +167,7 @@ def check_sets(
         return held_out(calib)
     from lutfuse_deploy.engines.calibration import load_calibration
 
-    check = load_calibration(check_spec, vi_channels=vi_channels, hw=hw)
+    check = load_calibration(check_spec, vi_channels=vi_channels, hw=hw, ir16=ir16)
     shared = set(_pair_digests(check)) & set(_pair_digests(calib))
     if shared:
         raise InputError(
