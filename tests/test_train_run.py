@@ -377,3 +377,36 @@ def test_cli_resume_reports_the_new_steps_and_draws_no_bar_into_a_log(
         out, err = capsys.readouterr()
         assert exc.value.code == 0, err
         assert said in out and "\r" not in err and "step/s" not in err, (out, err)
+
+
+def test_16bit_ir_sets_train_with_ir16_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A training set from a radiometric camera (16-bit IR PNGs) stops the run with the 16-bit message,
+    trains with --ir16 on the frames `fuse --ir16` would fuse (recorded in provenance and in the run's
+    recipe), and a --resume that maps them differently is refused as a recipe change."""
+    from PIL import Image
+
+    from lutfuse_deploy.cli import main
+    from lutfuse_deploy.errors import ConfigError, InputError
+
+    root = make_train_data(tmp_path / "d")
+    for png in root.glob("*/ir/*.png"):  # the same scenes as a 16-bit camera would store them
+        Image.fromarray(np.asarray(Image.open(png), dtype=np.uint16) * 64 + 9000).save(png)
+    args = ["train", "teacher", "--recipe", str(RECIPES / "ci-teacher.yaml"), "--data", str(root),
+            "--steps", "2", "--quiet", "--val", str(tmp_path / "d" / "val")]
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--out", str(tmp_path / "refused")])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code != 0 and len(err.splitlines()) == 1 and "16-bit" in err and "train" in err, err
+    assert not (tmp_path / "refused").exists()
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--out", str(tmp_path / "run"), "--ir16", "minmax"])
+    assert exc.value.code in (0, None), capsys.readouterr().err
+    prov = load_model(tmp_path / "run" / "teacher-last.safetensors")[1]["provenance"]
+    assert prov["data"]["ir16"] == "minmax" and prov["recipe"]["data"]["ir16"] == "minmax"
+    r = _recipe("ci-teacher.yaml", root, steps=3)
+    r.val.root = str(tmp_path / "d" / "val")
+    with pytest.raises(InputError, match="16-bit IR image"):
+        train("teacher", r, data=root, out=tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(ConfigError, match="recipe differs"):
+        train("teacher", r, data=root, out=tmp_path / "run", resume=True, progress=False, ir16="linear")
+    assert train("teacher", r, data=root, out=tmp_path / "run", resume=True, progress=False, ir16="minmax").steps == 3

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from lutfuse_deploy.cli import cli
+from lutfuse_deploy.cli.options import ir16_option
 
 
 @cli.command("train")
@@ -46,6 +47,7 @@ from lutfuse_deploy.cli import cli
 @click.option("--val", type=click.Path(path_type=Path), default=None,
               help="Validation folder with ir/ and vi/ (overrides the recipe's; default <data>/ivif/llvip_test; "
                    "not with a recipe that holds out training pairs, data.holdout).")
+@ir16_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(
     kind: str,
@@ -58,6 +60,7 @@ def train_cmd(
     steps: int | None,
     threads: int | None,
     val: Path | None,
+    ir16: str,
     quiet: bool,
 ) -> None:
     """Train KIND (teacher | lut | mini) with a recipe; the same command under torchrun uses DDP.
@@ -80,6 +83,7 @@ def train_cmd(
         steps=steps,
         threads=threads,
         val=val,
+        ir16=None if ir16 == "refuse" else ir16,  # "refuse" (the default) leaves the recipe's data.ir16
         progress=not quiet,
     )
     if int(os.environ.get("RANK", "0")) != 0:

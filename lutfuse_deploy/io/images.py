@@ -18,7 +18,7 @@ from lutfuse_deploy.io.files import atomic_path
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 IR16_MODES = ("refuse", "minmax", "percentile", "linear")
-IR16_COMMANDS = "fuse, evaluate, compare, calibrate, profile and build-engine"  # the commands with --ir16 (a test keeps this true)
+IR16_COMMANDS = "fuse, evaluate, compare, calibrate, profile, build-engine and train"  # the commands with --ir16 (a test keeps this true)
 MIN_SIDE = 3
 Image.MAX_IMAGE_PIXELS = 1 << 28  # 16k x 16k: larger is refused, not silently decoded
 

@@ -51,8 +51,13 @@ def train(
     threads: int | None = None,
     progress: bool = True,
     val: str | Path | None = None,
+    ir16: str | None = None,
 ) -> RunResult:
-    """Train ``kind`` with ``recipe``; returns the written checkpoints and the final validation."""
+    """Train ``kind`` with ``recipe``; returns the written checkpoints and the final validation.
+
+    ``ir16`` (``train --ir16``) overrides the recipe's ``data.ir16``: it becomes part of the run's
+    recipe, so a ``--resume`` that maps 16-bit IR differently is refused like any other recipe change.
+    """
     from lutfuse_deploy.io.files import check_outputs
     from lutfuse_deploy.paths import data_root
     from lutfuse_deploy.train import distributed
@@ -75,6 +80,12 @@ def train(
         if steps < 1:
             raise ConfigError(f"--steps: expected a positive integer, got {steps}")
         r.steps = steps
+    if ir16 is not None:
+        from lutfuse_deploy.io.images import IR16_MODES
+
+        if ir16 not in IR16_MODES:
+            raise ConfigError(f"--ir16: expected one of {', '.join(IR16_MODES)}, got {ir16!r}")
+        r.data.ir16 = ir16
     if val is not None and r.data.holdout:
         raise ConfigError("--val: this recipe validates on its held-out pairs (data.holdout)")
     if teacher is not None and not r.uses_teacher:
@@ -104,16 +115,17 @@ def train(
             r.val.root = str(val)
         if held:
             val_from = f"{len(held)} pairs held out of {root} ({r.data.holdout} per set)"
-            val_pairs = holdout_pairs(held, r.val.pairs, r.val.crop) if ctx.is_main else []
+            val_pairs = holdout_pairs(held, r.val.pairs, r.val.crop, r.data.ir16) if ctx.is_main else []
         else:
             val_root = Path(r.val.root) if r.val.root else data_root() / "ivif" / "llvip_test"
             val_from = str(val_root)
-            val_pairs = validation_pairs(val_root, r.val.pairs, r.val.crop) if ctx.is_main else []
+            val_pairs = validation_pairs(val_root, r.val.pairs, r.val.crop, r.data.ir16) if ctx.is_main else []
         pool = r.data.patches if r.kind == "mini" and r.loss.uses_pool else 0
         spec = StreamSpec(r.data.crop, r.data.flip, r.seed, ctx.rank, ctx.world, pool)
-        stream = CropStream(PairStore(pairs, r.data.cache), spec)
+        stream = CropStream(PairStore(pairs, r.data.cache, r.data.ir16), spec)
         provenance = {
-            "data": {"root": str(root), "sets": r.data.sets, "pairs": len(pairs)},
+            "data": {"root": str(root), "sets": r.data.sets, "pairs": len(pairs),
+                     **({"ir16": r.data.ir16} if r.data.ir16 != "refuse" else {})},
             "validation": val_from,
             **({"holdout": [p.name for p in held]} if held else {}),
         }

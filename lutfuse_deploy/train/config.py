@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lutfuse_deploy.errors import ConfigError
+from lutfuse_deploy.io.images import IR16_MODES
 
 KINDS = ("teacher", "lut", "mini")
 # The checkpoint kind each training kind produces (``lutfuse_deploy.MODEL_KINDS``).
@@ -45,6 +46,9 @@ class DataConfig:
     # pairs per set kept out of training (evenly spaced by name) and validated on instead of val.root:
     # validation then comes from the same cameras and scenes as the training data, every set weighed equally
     holdout: int = _opt(0, lo=0)
+    # 16-bit IR (radiometric cameras) -> 8 bits as `fuse --ir16` maps it, so a model trains on the frames it
+    # will fuse; "refuse": a 16-bit IR image stops the run (8-bit sets never read it); `train --ir16` sets it
+    ir16: str = _opt("refuse", choices=IR16_MODES)
 
 
 @dataclass

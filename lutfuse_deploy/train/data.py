@@ -57,9 +57,9 @@ def collect_pairs(folders: list[Path]) -> list[ImagePair]:
 class PairStore:
     """Decoded pairs (IR uint8 H x W, visible uint8 H x W x 3), in memory when ``cache``."""
 
-    def __init__(self, pairs: list[ImagePair], cache: bool = True) -> None:
-        self.pairs = pairs
-        self._cache = [load_pair(p, vi_mode="RGB") for p in pairs] if cache else None
+    def __init__(self, pairs: list[ImagePair], cache: bool = True, ir16: str = "refuse") -> None:
+        self.pairs, self.ir16 = pairs, ir16
+        self._cache = [load_pair(p, vi_mode="RGB", ir16=ir16) for p in pairs] if cache else None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -67,7 +67,7 @@ class PairStore:
     def get(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if self._cache is not None:
             return self._cache[index]
-        return load_pair(self.pairs[index], vi_mode="RGB")
+        return load_pair(self.pairs[index], vi_mode="RGB", ir16=self.ir16)
 
 
 def _crop(
@@ -200,8 +200,8 @@ def split_holdout(pairs: list[ImagePair], per_set: int) -> tuple[list[ImagePair]
     return train, held
 
 
-def _centre_crop(p: ImagePair, crop: int, name: str) -> tuple[str, np.ndarray, np.ndarray]:
-    ir, rgb = load_pair(p, vi_mode="RGB")
+def _centre_crop(p: ImagePair, crop: int, name: str, ir16: str) -> tuple[str, np.ndarray, np.ndarray]:
+    ir, rgb = load_pair(p, vi_mode="RGB", ir16=ir16)
     h, w = ir.shape
     ch, cw = (min(crop, h), min(crop, w)) if crop else (h, w)
     ch, cw = ch - ch % 2, cw - cw % 2
@@ -215,15 +215,19 @@ def _centre_crop(p: ImagePair, crop: int, name: str) -> tuple[str, np.ndarray, n
     return name, ir[y : y + ch, x : x + cw], rgb[y : y + ch, x : x + cw]
 
 
-def validation_pairs(root: Path, pairs: int, crop: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def validation_pairs(
+    root: Path, pairs: int, crop: int, ir16: str = "refuse"
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """The first ``pairs`` pairs of ``root`` (sorted by name), centre-cropped, even-sized."""
     found, _problems = find_pairs(root / "ir", root / "vi")
     if not found:
         raise InputError(f"{root}: no validation pairs")
-    return [_centre_crop(p, crop, p.name) for p in found[:pairs]]
+    return [_centre_crop(p, crop, p.name, ir16) for p in found[:pairs]]
 
 
-def holdout_pairs(held: list[ImagePair], pairs: int, crop: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def holdout_pairs(
+    held: list[ImagePair], pairs: int, crop: int, ir16: str = "refuse"
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Up to ``pairs`` held-out pairs of each set, centre-cropped; names keep their ``<set>/`` prefix,
     which ``validate`` uses to weigh every set equally."""
     taken: dict[str, int] = {}
@@ -232,5 +236,5 @@ def holdout_pairs(held: list[ImagePair], pairs: int, crop: int) -> list[tuple[st
         group = pair_set(p.name)
         if taken.get(group, 0) < pairs:
             taken[group] = taken.get(group, 0) + 1
-            out.append(_centre_crop(p, crop, p.name))
+            out.append(_centre_crop(p, crop, p.name, ir16))
     return out
