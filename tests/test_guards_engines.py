@@ -306,16 +306,25 @@ def test_calibration_npz_must_match_the_profile(tmp_path):
     np.savez(path, ir=np.zeros((2, 1, 4, 6), np.uint8), vi=np.ones((2, 3, 4, 6), np.uint8))
     data = calibration.load_calibration(path, vi_channels=3, hw=(4, 6))
     assert len(data.ir) == 2 and np.all(data.vi == 1)
-    with pytest.raises(InputError, match="holds 4x6 images; the profile's OPT is 6x4"):
+    # sizes said as WIDTHxHEIGHT, as everywhere else
+    with pytest.raises(InputError, match="holds ir images of 6x4; this build needs 4x6"):
         calibration.load_calibration(path, vi_channels=3, hw=(6, 4))
+    # a rig graph's pairs keep each camera's size: the IR is checked against the rig's IR size
+    assert calibration.load_calibration(path, vi_channels=3, hw=(4, 6), ir_hw=(4, 6)).hw == (4, 6)
+    with pytest.raises(InputError, match="holds ir images of 6x4; this build needs 8x5"):
+        calibration.load_calibration(path, vi_channels=3, hw=(4, 6), ir_hw=(5, 8))
 
 
-@pytest.mark.parametrize(("ir_shape", "vi_shape"), [((2, 3, 4, 6), (2, 3, 4, 6)), ((2, 1, 4, 6), (2, 1, 4, 6)),
-                                                    ((2, 1, 4, 6), (3, 3, 4, 6)), ((2, 1, 4, 6), (2, 3, 4, 5))])
-def test_calibration_npz_layout_checked(tmp_path, ir_shape, vi_shape):
+@pytest.mark.parametrize(("ir_shape", "vi_shape", "needle"), [
+    ((2, 3, 4, 6), (2, 3, 4, 6), r"expected ir N x 1 x H x W and vi N x 3 x H x W"),
+    ((2, 1, 4, 6), (2, 1, 4, 6), r"expected ir N x 1 x H x W and vi N x 3 x H x W"),
+    ((2, 1, 4, 6), (3, 3, 4, 6), r"expected ir N x 1 x H x W and vi N x 3 x H x W"),
+    ((2, 1, 4, 6), (2, 3, 4, 5), r"holds vi images of 5x4; this build needs 6x4"),
+])
+def test_calibration_npz_layout_checked(tmp_path, ir_shape, vi_shape, needle):
     path = tmp_path / "calib.npz"
     np.savez(path, ir=np.zeros(ir_shape, np.uint8), vi=np.zeros(vi_shape, np.uint8))
-    with pytest.raises(InputError, match=r"expected ir N x 1 x H x W and vi N x 3 x H x W"):
+    with pytest.raises(InputError, match=needle):
         calibration.load_calibration(path, vi_channels=3, hw=(4, 6))
 
 

@@ -248,3 +248,58 @@ def test_fuse_auto_backend_exports_the_rig_graph_once(rig_file: Path, tmp_path: 
     assert second.returncode == 0, second.stderr
     assert list((tmp_path / "cache").rglob("*.onnx")) == graphs and graphs[0].stat().st_mtime_ns == made
     assert np.asarray(Image.open(tmp_path / "b.png")).shape == (56, 64)
+
+
+def _raw_calibration(folder: Path, pairs: int) -> Path:
+    """Raw rig frames as a calibration folder: IR 48x40 and visible 64x56, as the cameras give them."""
+    for sub in ("ir", "vi"):
+        (folder / sub).mkdir(parents=True)
+    for i in range(pairs):
+        ir, vi = _frames(30 + i)
+        Image.fromarray(ir).save(folder / "ir" / f"c{i:02d}.png")
+        Image.fromarray(vi).save(folder / "vi" / f"c{i:02d}.png")
+    return folder
+
+
+def test_int8_calibration_keeps_each_camera_size(graphs: dict[str, Path], tmp_path: Path):
+    """A rig graph calibrates on raw frames of the two cameras (the graph registers them): the
+    TensorRT 10 bundle stores each camera at its size, and a Q/DQ build quantises the rig graph here
+    and measures it against float32 on held-out raw pairs."""
+    calib = _raw_calibration(tmp_path / "calib", 8)
+    proc = run_cli("build-engine", "--onnx", graphs["mini"], "--target", "orin-nx", "--precision", "int8",
+                   "--calib", calib, "-o", tmp_path / "e")
+    assert proc.returncode == 0, proc.stderr
+    with np.load(next((tmp_path / "e").rglob("calib.npz"))) as z:
+        assert z["ir"].shape == (8, 1, 40, 48) and z["vi"].shape == (8, 1, 56, 64)
+    proc = run_cli("build-engine", "--onnx", graphs["lutfuse"], "--target", "orin-nx", "--precision", "int8",
+                   "--qdq", "--calib", calib, "-o", tmp_path / "q", "--json")  # the default tolerance
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads(proc.stdout)["manifest"]
+    check = manifest["int8_check"]["shipped"]
+    assert check["pairs"] == 2 and check["size"] == "64x56", check  # the last quarter of 8, held out
+    # scored against the sources in the output frame (IR warped through the rig), as fuse --rig would
+    assert abs(check["metrics_int8"]["SSIM"] - check["metrics_float32"]["SSIM"]) < 0.05, check
+    import onnxruntime as ort
+
+    qdq = next((tmp_path / "q").rglob("*.qdq.onnx"))
+    session = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"])
+    ir, vi = _frames(99)
+    out = session.run(None, {"ir": ir[None, None].astype(np.float32), "vi": vi.transpose(2, 0, 1)[None].astype(np.float32)})[0]
+    assert out.shape == (1, 3, 56, 64)
+    # a bundle's npz of the wrong camera size is refused with both sizes said as WIDTHxHEIGHT
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, ir=np.zeros((2, 1, 56, 64), np.uint8), vi=np.zeros((2, 1, 56, 64), np.uint8))
+    proc = run_cli("build-engine", "--onnx", graphs["mini"], "--target", "orin-nx", "--precision", "int8",
+                   "--calib", wrong, "-o", tmp_path / "w")
+    assert_one_line_error(proc, "holds ir images of 64x56; this build needs 48x40")
+
+
+def test_a_rig_graph_without_its_sidecar_reads_the_rig_from_its_metadata(graphs: dict[str, Path], tmp_path: Path):
+    """The sidecar is optional: the rig travels in the graph's metadata too (as JSON text)."""
+    import shutil
+
+    from lutfuse_deploy.runtime import create_runner
+
+    alone = shutil.copy(graphs["mini"], tmp_path / "mini.onnx")
+    with create_runner(alone, "onnxruntime", threads=1) as runner:
+        assert runner.rig is not None and tuple(runner.rig.ir_size) == (48, 40)

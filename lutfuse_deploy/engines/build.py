@@ -21,6 +21,7 @@ from lutfuse_deploy.engines.bundle import (
     BundleSpec,
     bundle_dir,
     check_name,
+    graph_rig_record,
     stage_bundle,
     staging_dir,
 )
@@ -119,11 +120,19 @@ def _calibration(
 ) -> calib.CalibrationSet | None:
     if req.calib is None or not needed:
         return None
-    if info.rig_hw is not None:
-        raise EngineError(f"{info.path.name} is a rig graph (IR and visible of two sizes): INT8 calibration "
-                          "data is one size per pair, so it is not supported for rig graphs yet; build fp16 "
-                          "or fp32")
-    return calib.load_calibration(req.calib, vi_channels=info.vi_channels, hw=hw, ir16=req.ir16)
+    data = calib.load_calibration(req.calib, vi_channels=info.vi_channels, hw=hw, ir16=req.ir16,
+                                  ir_hw=_rig_ir_hw(info))
+    record = graph_rig_record(info.sidecar) if info.rig_hw is not None else None
+    if record is None:
+        return data
+    from lutfuse_deploy.rig.file import rig_from_dict
+
+    return replace(data, rig=rig_from_dict(record, f"{info.path.name} (its rig)"))
+
+
+def _rig_ir_hw(info: OnnxInfo) -> tuple[int, int] | None:
+    """A rig graph's IR size: its calibration frames keep each camera's own size (the graph warps them)."""
+    return info.rig_hw["ir"] if info.rig_hw is not None else None
 
 
 def build_engine(req: BuildRequest) -> BuildResult:
@@ -176,7 +185,7 @@ def build_engine(req: BuildRequest) -> BuildResult:
     data = _calibration(req, info, shapes.opt, calibrates)
     data, check, tolerance = int8_sets(
         plan.insert_qdq, data, req.check_data, req.int8_tolerance, vi_channels=info.vi_channels, hw=shapes.opt,
-        ir16=req.ir16,
+        ir16=req.ir16, ir_hw=_rig_ir_hw(info),
     )
     folder = bundle_dir(req.out_root, target.name, model, precision, req.dla_core)
     cache_dir = req.out_root / CALIBRATION_CACHE_DIR

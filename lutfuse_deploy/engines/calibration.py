@@ -36,18 +36,21 @@ QUANTIZED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 @dataclass(frozen=True)
 class CalibrationSet:
-    """uint8 batches: ``ir`` N x 1 x H x W and ``vi`` N x C x H x W, all at one size."""
+    """uint8 batches: ``ir`` N x 1 x H x W and ``vi`` N x C x H x W, all at one size, or, for a rig graph
+    (``export --rig``), each camera at its own size."""
 
     ir: np.ndarray
     vi: np.ndarray
     source: str
+    rig: Any = None  # a rig graph's ``rig.file.Rig``: the INT8 check scores against IR warped into its frame
 
     def __len__(self) -> int:
         return int(self.ir.shape[0])
 
     @property
     def hw(self) -> tuple[int, int]:
-        return int(self.ir.shape[2]), int(self.ir.shape[3])
+        """The image size the graph's layers run at: the visible camera's (a rig graph warps IR onto it)."""
+        return int(self.vi.shape[2]), int(self.vi.shape[3])
 
     @property
     def digest(self) -> str:
@@ -106,18 +109,26 @@ def _resolve(spec: str) -> Path:
 
 
 def load_calibration(
-    spec: str | Path, *, vi_channels: int, hw: tuple[int, int], limit: int = CALIB_MAX_IMAGES, ir16: str = "refuse"
+    spec: str | Path,
+    *,
+    vi_channels: int,
+    hw: tuple[int, int],
+    limit: int = CALIB_MAX_IMAGES,
+    ir16: str = "refuse",
+    ir_hw: tuple[int, int] | None = None,
 ) -> CalibrationSet:
     """Read and resize up to ``limit`` pairs (or a bundle's npz) into one ``CalibrationSet``.
 
     ``ir16`` maps 16-bit IR images to 8 bits (``io.images.IR16_MODES``) as ``fuse --ir16`` will at run
     time: calibrating on another mapping than the one deployed gives the wrong INT8 ranges.
+    ``ir_hw``: a rig graph's IR size (``hw`` is then the visible camera's). Its pairs are the cameras'
+    raw, unregistered frames, which may differ in size: the graph's own warp registers them.
     """
     path = _resolve(str(spec))
     if path.suffix == ".npz":
         if ir16 != "refuse":
             raise InputError(f"--ir16 {ir16}: {path.name} holds 8-bit pairs already (mapped when it was written)")
-        return _load_npz(path, vi_channels, hw)
+        return _load_npz(path, vi_channels, hw, ir_hw or hw)
     if path.is_dir():
         from lutfuse_deploy.io.images import find_pairs
 
@@ -131,23 +142,33 @@ def load_calibration(
         pairs = read_list(path)
     else:
         raise InputError(f"{path}: not a calibration list, folder or npz")
-    return _decode(pairs[:limit], vi_channels, hw, str(path), ir16)
+    return _decode(pairs[:limit], vi_channels, hw, str(path), ir16, ir_hw)
 
 
 def _decode(
-    pairs: Sequence[tuple[Path, Path]], vi_channels: int, hw: tuple[int, int], source: str, ir16: str = "refuse"
+    pairs: Sequence[tuple[Path, Path]],
+    vi_channels: int,
+    hw: tuple[int, int],
+    source: str,
+    ir16: str = "refuse",
+    ir_hw: tuple[int, int] | None = None,
 ) -> CalibrationSet:
     from PIL import Image
 
-    from lutfuse_deploy.io.images import ImagePair, load_pair
+    from lutfuse_deploy.io.images import ImagePair, load_pair, read_pair
 
     h, w = hw
+    ih, iw = ir_hw or hw
     irs, vis = [], []
     for ir_path, vi_path in pairs:
-        ir, vi = load_pair(
-            ImagePair(ir_path.stem, ir_path, vi_path), vi_mode="RGB" if vi_channels == 3 else "L", ir16=ir16
-        )
-        ir_img = Image.fromarray(ir).resize((w, h), Image.Resampling.BILINEAR)
+        pair = ImagePair(ir_path.stem, ir_path, vi_path)
+        mode = "RGB" if vi_channels == 3 else "L"
+        if ir_hw is None:
+            ir, vi = load_pair(pair, vi_mode=mode, ir16=ir16)
+        else:  # a rig's two cameras: sizes may differ (the graph registers them)
+            images = read_pair(pair, vi_mode=mode, ir16=ir16)
+            ir, vi = images.ir, images.vi
+        ir_img = Image.fromarray(ir).resize((iw, ih), Image.Resampling.BILINEAR)
         vi_img = Image.fromarray(vi).resize((w, h), Image.Resampling.BILINEAR)
         irs.append(np.asarray(ir_img, dtype=np.uint8)[None])
         v = np.asarray(vi_img, dtype=np.uint8)
@@ -155,7 +176,7 @@ def _decode(
     return CalibrationSet(np.stack(irs), np.stack(vis), source)
 
 
-def _load_npz(path: Path, vi_channels: int, hw: tuple[int, int]) -> CalibrationSet:
+def _load_npz(path: Path, vi_channels: int, hw: tuple[int, int], ir_hw: tuple[int, int]) -> CalibrationSet:
     try:
         with np.load(path) as z:
             ir, vi = z["ir"], z["vi"]
@@ -163,12 +184,12 @@ def _load_npz(path: Path, vi_channels: int, hw: tuple[int, int]) -> CalibrationS
         raise InputError(f"{path.name}: not a calibration npz with arrays ir and vi ({exc})") from None
     if ir.dtype != np.uint8 or vi.dtype != np.uint8 or ir.ndim != 4 or vi.ndim != 4:
         raise InputError(f"{path.name}: ir and vi must be uint8 N x C x H x W")
-    if ir.shape[1] != 1 or vi.shape[1] != vi_channels or ir.shape[2:] != vi.shape[2:] or len(ir) != len(vi):
+    if ir.shape[1] != 1 or vi.shape[1] != vi_channels or len(ir) != len(vi):
         raise InputError(f"{path.name}: expected ir N x 1 x H x W and vi N x {vi_channels} x H x W")
-    if tuple(ir.shape[2:]) != tuple(hw):
-        raise InputError(
-            f"{path.name} holds {ir.shape[2]}x{ir.shape[3]} images; the profile's OPT is {hw[0]}x{hw[1]}"
-        )
+    for name, arr, want in (("ir", ir, ir_hw), ("vi", vi, hw)):  # sizes said as WIDTHxHEIGHT
+        if tuple(arr.shape[2:]) != tuple(want):
+            raise InputError(f"{path.name} holds {name} images of {arr.shape[3]}x{arr.shape[2]}; this build "
+                             f"needs {want[1]}x{want[0]} (the profile's OPT, or the rig's camera size)")
     return CalibrationSet(ir, vi, str(path))
 
 

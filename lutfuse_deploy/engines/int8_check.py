@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -128,8 +128,9 @@ def held_out(data: CalibrationSet, n: int = CHECK_PAIRS) -> tuple[CalibrationSet
     k = max(1, min(n, len(data) // 4))
     cut = len(data) - k
     return (
-        CalibrationSet(data.ir[:cut], data.vi[:cut], data.source),
-        CalibrationSet(data.ir[cut:], data.vi[cut:], f"{Path(data.source).name}: last {k}, held out of calibration"),
+        replace(data, ir=data.ir[:cut], vi=data.vi[:cut]),
+        replace(data, ir=data.ir[cut:], vi=data.vi[cut:],
+                source=f"{Path(data.source).name}: last {k}, held out of calibration"),
     )
 
 
@@ -142,6 +143,7 @@ def int8_sets(
     vi_channels: int,
     hw: tuple[int, int],
     ir16: str = "refuse",
+    ir_hw: tuple[int, int] | None = None,
 ) -> tuple[CalibrationSet | None, CalibrationSet | None, Tolerance]:
     """(calibration, check, tolerance) for a build: check pairs only where the Q/DQ graph is made
     here (``insert_qdq``); ``--check-data``/``--int8-tolerance`` anywhere else are refused."""
@@ -155,11 +157,17 @@ def int8_sets(
     policy = Tolerance.parse(tolerance)
     if calib is None:  # plan_precision refuses --qdq without calibration data
         return None, None, policy
-    return (*check_sets(calib, check_spec, vi_channels=vi_channels, hw=hw, ir16=ir16), policy)
+    return (*check_sets(calib, check_spec, vi_channels=vi_channels, hw=hw, ir16=ir16, ir_hw=ir_hw), policy)
 
 
 def check_sets(
-    calib: CalibrationSet, check_spec: str | None, *, vi_channels: int, hw: tuple[int, int], ir16: str = "refuse"
+    calib: CalibrationSet,
+    check_spec: str | None,
+    *,
+    vi_channels: int,
+    hw: tuple[int, int],
+    ir16: str = "refuse",
+    ir_hw: tuple[int, int] | None = None,
 ) -> tuple[CalibrationSet, CalibrationSet]:
     """(calibration, check) pairs for a Q/DQ build: ``--check-data`` read like ``--calib`` (a list,
     a folder, a calib.npz or a name from calibration/), else a held-out slice of ``calib``."""
@@ -167,7 +175,8 @@ def check_sets(
         return held_out(calib)
     from lutfuse_deploy.engines.calibration import load_calibration
 
-    check = load_calibration(check_spec, vi_channels=vi_channels, hw=hw, ir16=ir16)
+    check = replace(load_calibration(check_spec, vi_channels=vi_channels, hw=hw, ir16=ir16, ir_hw=ir_hw),
+                    rig=calib.rig)
     shared = set(_pair_digests(check)) & set(_pair_digests(calib))
     if shared:
         raise InputError(
@@ -206,9 +215,14 @@ def mean_metrics(data: CalibrationSet, fused: Sequence[np.ndarray]) -> dict[str,
         return {}  # too small for 4-scale VIF: errors only
     rows = []
     for i, f in enumerate(fused):
-        vi = data.vi[i].transpose(1, 2, 0)
+        ir, vi = data.ir[i, 0], data.vi[i].transpose(1, 2, 0)
+        if data.rig is not None:  # the sources as the output frame sees them: IR warped, visible cropped
+            from lutfuse_deploy.rig.overlay import crop_visible, warp_to_visible
+
+            ir = np.clip(np.rint(warp_to_visible(ir, data.rig)), 0, 255).astype(np.uint8)
+            vi = crop_visible(vi, data.rig)
         gray_vi = to_gray(vi) if vi.shape[2] == 3 else vi[..., 0]
-        rows.append(compute_all(data.ir[i, 0], gray_vi, to_gray(f) if f.ndim == 3 else f))
+        rows.append(compute_all(ir, gray_vi, to_gray(f) if f.ndim == 3 else f))
     return {name: float(np.mean([r[name] for r in rows])) for name in METRIC_NAMES}
 
 

@@ -120,7 +120,14 @@ def check_bundle(folder: Path, int8_file: str | None = None) -> tuple[dict[str, 
     npz = folder / CHECK_NPZ
     if not npz.is_file():
         raise InputError(f"{folder}: {CHECK_NPZ} (the check pairs) is missing")
-    data = calib.load_calibration(npz, vi_channels=vi_channels, hw=_npz_hw(npz))
+    vi_hw, ir_hw = _npz_hw(npz)
+    data = calib.load_calibration(npz, vi_channels=vi_channels, hw=vi_hw, ir_hw=ir_hw)
+    if manifest.get("rig"):  # a rig bundle's check pairs are raw frames: scored through the rig's warp
+        from dataclasses import replace
+
+        from lutfuse_deploy.rig.file import rig_from_dict
+
+        data = replace(data, rig=rig_from_dict(manifest["rig"], f"{folder.name} (its manifest's rig)"))
     report = compare_models(folder / str(manifest["onnx_file"]), path, data, str(manifest["kind"]), backend)
     entry = {**report.to_dict(), "source": record["shipped"]["source"], "backend": backend}
     if backend == "tensorrt":
@@ -137,14 +144,16 @@ def check_bundle(folder: Path, int8_file: str | None = None) -> tuple[dict[str, 
     return manifest, report
 
 
-def _npz_hw(npz: Path) -> tuple[int, int]:
+def _npz_hw(npz: Path) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(visible, IR) image sizes (H, W) the check pairs were stored at: a rig bundle keeps each camera's."""
     import numpy as np
 
     try:
         with np.load(npz) as z:
-            shape = z["ir"].shape
+            shapes = z["vi"].shape, z["ir"].shape
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"{npz.name}: not a check npz with arrays ir and vi ({exc})") from None
-    if len(shape) != 4:
-        raise InputError(f"{npz.name}: ir must be N x 1 x H x W")
-    return int(shape[2]), int(shape[3])
+    if any(len(shape) != 4 for shape in shapes):
+        raise InputError(f"{npz.name}: ir and vi must be N x C x H x W")
+    (vi_h, vi_w), (ir_h, ir_w) = (shape[2:] for shape in shapes)
+    return (int(vi_h), int(vi_w)), (int(ir_h), int(ir_w))

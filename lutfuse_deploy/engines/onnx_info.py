@@ -244,7 +244,7 @@ def _shaped_graph(path: Path, hw: tuple[int, int]) -> Any | None:
     model = onnx.load(str(path))
     for value in model.graph.input:
         dims = value.type.tensor_type.shape.dim
-        if len(dims) == 4:
+        if len(dims) == 4 and not all(d.HasField("dim_value") for d in dims[2:]):  # a rig's stay as exported
             dims[0].dim_value, dims[2].dim_value, dims[3].dim_value = 1, hw[0], hw[1]
     try:
         return onnx.shape_inference.infer_shapes(model, data_prop=True).graph

@@ -41,7 +41,12 @@ def graph_rig(sidecar: Mapping[str, Any], props: Mapping[str, str], path: Path) 
 
     data = sidecar.get("rig")
     if data is None and props.get("rig"):
-        data = json.loads(props["rig"])
+        data = props["rig"]
+    if isinstance(data, str):  # the graph's metadata holds the rig as JSON text (also when no sidecar was found)
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise InputError(f"{path.name}: its rig metadata is not JSON") from None
     if data is None:
         return None
     from lutfuse_deploy.rig.file import KEYS, rig_from_dict
