@@ -118,7 +118,8 @@ def test_network_nodes_map_layer_types_for_the_fp32_guard() -> None:
             _Layer("sig", "ACTIVATION", ["c"], ["s"]),
             _Layer("luma", "REDUCE", ["vi"], ["y"]),
             _Layer("grid", "CONCATENATION", ["s", "y"], ["g"]),
-            _Layer("lookup", "GRID_SAMPLE", ["ir", "g"], ["l"]),
+            _Layer("table", "CONSTANT", [], ["t"]),
+            _Layer("lookup", "GRID_SAMPLE", ["t", "g"], ["l"]),
             _Layer("rgb", "ELEMENTWISE", ["l", "vi"], ["fused"]),
         ]
     )
@@ -128,10 +129,22 @@ def test_network_nodes_map_layer_types_for_the_fp32_guard() -> None:
         "ACTIVATION",
         "REDUCE",
         "CONCATENATION",
+        "CONSTANT",
         "GridSample",
         "ELEMENTWISE",
     ]
-    assert fp32_guard(nodes) == ["sig", "luma", "grid", "lookup", "rgb"]
+    assert fp32_guard(nodes) == ["sig", "luma", "grid", "table", "lookup", "rgb"]
+    # a rig's warp samples the image input itself: it and its grid stay FP32, the model after it does not
+    warp = _Net(
+        [
+            _Layer("rows", "CONSTANT", [], ["r"]),
+            _Layer("warp_grid", "ELEMENTWISE", ["r", "r"], ["wg"]),
+            _Layer("warp", "GRID_SAMPLE", ["ir", "wg"], ["w"]),
+            _Layer("conv", "CONVOLUTION", ["w", "vi"], ["c"]),
+            _Layer("act", "ACTIVATION", ["c"], ["fused"]),
+        ]
+    )
+    assert fp32_guard(etrt.network_nodes(warp)) == ["rows", "warp_grid", "warp"]  # type: ignore[arg-type]
 
 
 def test_parser_errors_lists_every_error_with_its_node() -> None:

@@ -303,3 +303,18 @@ def test_a_rig_graph_without_its_sidecar_reads_the_rig_from_its_metadata(graphs:
     alone = shutil.copy(graphs["mini"], tmp_path / "mini.onnx")
     with create_runner(alone, "onnxruntime", threads=1) as runner:
         assert runner.rig is not None and tuple(runner.rig.ir_size) == (48, 40)
+
+
+def test_reduced_precision_keeps_only_the_warp_and_the_lookup_in_fp32(graphs: dict[str, Path], tmp_path: Path):
+    """The rig's warp samples the IR image: its grid stays FP32, but the model after it may run in
+    FP16/INT8 as it does without a rig (it was all pinned to FP32 when the warp counted as a lookup)."""
+    from lutfuse_deploy.engines.onnx_info import inspect_onnx
+
+    plain = {name: torch_to_onnx(PRETRAINED / f"{name}.safetensors", tmp_path / f"{name}.onnx", height=56, width=64)
+             for name in ("lutfuse", "mini")}
+    for name, graph in graphs.items():
+        guard = inspect_onnx(graph).guard_nodes
+        warp = [n for n in guard if n.startswith("/warp/")]
+        assert "/warp/GridSample" in warp, guard
+        model_part = {n.removeprefix("/inner") for n in guard if n not in warp}
+        assert model_part == set(inspect_onnx(plain[name]).guard_nodes), name  # none for mini: all its convs

@@ -64,8 +64,16 @@ def fp32_guard(
     for n in nodes:
         for t in n.inputs:
             consumers.setdefault(t, []).append(n)
-    anchors = [n for n in nodes if n.op in anchor_ops]
-    keep: dict[str, GraphNode] = {}
+    samplers = [n for n in nodes if n.op in anchor_ops]
+    # A rig graph's warp samples the IR image itself: its grid (pixel coordinates) stays in FP32, but
+    # what follows it is the model, not a lookup, and may run in reduced precision like any model.
+    warps = [n for n in samplers if n.inputs and _reaches_image_input(n.inputs[0], producer)]
+    anchors = [n for n in samplers if n not in warps]
+    keep: dict[str, GraphNode] = {w.name: w for w in warps}
+    for w in warps:
+        grid = producer.get(w.inputs[1]) if len(w.inputs) > 1 else None
+        if grid is not None and grid.op not in stop_ops:
+            keep[grid.name] = grid
     todo = list(anchors)
     while todo:  # forward: everything downstream of a lookup
         n = todo.pop()
@@ -87,6 +95,27 @@ def fp32_guard(
                 todo.append(p)
     order = {n.name: i for i, n in enumerate(nodes)}
     return sorted(keep, key=order.__getitem__)
+
+
+IMAGE_INPUTS = frozenset({"ir", "vi"})
+SHAPE_OPS = frozenset({"Shape", "SHAPE", "Size"})
+
+
+def _reaches_image_input(tensor: str, producer: dict[str, GraphNode]) -> bool:
+    """Whether ``tensor`` is computed from a graph's image input (``ir``/``vi``), not from constants
+    alone (a lookup's table)."""
+    todo, seen = [tensor], set()
+    while todo:
+        t = todo.pop()
+        if t in IMAGE_INPUTS:
+            return True
+        if t in seen:
+            continue
+        seen.add(t)
+        p = producer.get(t)
+        if p is not None and p.op not in SHAPE_OPS:  # a shape (a table expanded to the batch) is no pixel
+            todo.extend(p.inputs)
+    return False
 
 
 @dataclass(frozen=True)
