@@ -20,6 +20,7 @@ import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,24 @@ class CalibrationSet:
     def hw(self) -> tuple[int, int]:
         """The image size the graph's layers run at: the visible camera's (a rig graph warps IR onto it)."""
         return int(self.vi.shape[2]), int(self.vi.shape[3])
+
+    @cached_property
+    def metric_sources(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(IR, visible gray) of each pair as the fused output's frame holds them, what the fusion metrics
+        score against: a rig graph's IR warped through the rig (float64, rounded) and its visible cropped to
+        the output box. Computed once: every INT8 trial of a build is scored against the same pairs."""
+        from lutfuse_deploy.metrics.fusion import to_gray
+
+        out = []
+        for i in range(len(self)):
+            ir, vi = self.ir[i, 0], self.vi[i].transpose(1, 2, 0)
+            if self.rig is not None:
+                from lutfuse_deploy.rig.overlay import crop_visible, warp_to_visible
+
+                ir = np.clip(np.rint(warp_to_visible(ir, self.rig)), 0, 255).astype(np.uint8)
+                vi = crop_visible(vi, self.rig)
+            out.append((ir, to_gray(vi) if vi.shape[2] == 3 else vi[..., 0]))
+        return out
 
     @property
     def digest(self) -> str:

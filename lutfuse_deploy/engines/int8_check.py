@@ -213,16 +213,8 @@ def mean_metrics(data: CalibrationSet, fused: Sequence[np.ndarray]) -> dict[str,
 
     if min(fused[0].shape[:2]) < VIF_MIN_SIDE:
         return {}  # too small for 4-scale VIF: errors only
-    rows = []
-    for i, f in enumerate(fused):
-        ir, vi = data.ir[i, 0], data.vi[i].transpose(1, 2, 0)
-        if data.rig is not None:  # the sources as the output frame sees them: IR warped, visible cropped
-            from lutfuse_deploy.rig.overlay import crop_visible, warp_to_visible
-
-            ir = np.clip(np.rint(warp_to_visible(ir, data.rig)), 0, 255).astype(np.uint8)
-            vi = crop_visible(vi, data.rig)
-        gray_vi = to_gray(vi) if vi.shape[2] == 3 else vi[..., 0]
-        rows.append(compute_all(ir, gray_vi, to_gray(f) if f.ndim == 3 else f))
+    sources = data.metric_sources
+    rows = [compute_all(ir, vi, to_gray(f) if f.ndim == 3 else f) for (ir, vi), f in zip(sources, fused, strict=True)]
     return {name: float(np.mean([r[name] for r in rows])) for name in METRIC_NAMES}
 
 
