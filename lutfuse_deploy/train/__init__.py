@@ -107,7 +107,8 @@ def train(
         # Everything that can be refused without the data is, before the data is decoded.
         check_out_dir(out_dir, resume)
         lut_teacher = r.loss.lut_teacher if r.kind == "mini" else None
-        check_outputs(folders=[out_dir], inputs=[p for p in (recipe, teacher or r.teacher, lut_teacher, root, val)
+        start = r.loss.init_checkpoint if r.kind == "mini" else None
+        check_outputs(folders=[out_dir], inputs=[p for p in (recipe, teacher or r.teacher, lut_teacher, start, root, val)
                                                  if isinstance(p, (str, Path))])
         t_model, t_prov = _teacher(teacher or r.teacher, r.kind) if r.uses_teacher else (None, {})
         pairs, held = split_holdout(collect_pairs(set_folders(root, r.data.sets)), r.data.holdout)
