@@ -140,8 +140,11 @@ def test_a_busy_port_is_one_clear_error(frames, tmp_path):
 
 def _start_cli(*args: str | Path, env: dict | None = None, intro_on: str = "stdout") -> tuple[subprocess.Popen, str, str]:
     """Start ``calibrate --pick``; its URL and the three lines it prints before serving."""
+    # Ctrl-C as in a terminal: a suite started in the background (`cmd &` in a script) hands its
+    # children SIGINT ignored, and Python then installs no KeyboardInterrupt for it
     proc = subprocess.Popen([sys.executable, "-m", "lutfuse_deploy", "calibrate", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     stream = proc.stdout if intro_on == "stdout" else proc.stderr
     assert stream is not None
     # read them here: communicate() later reads the pipe itself, past what readline buffered
