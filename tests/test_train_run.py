@@ -403,8 +403,7 @@ def test_16bit_ir_sets_train_with_ir16_only(tmp_path: Path, capsys: pytest.Captu
     assert exc.value.code in (0, None), capsys.readouterr().err
     prov = load_model(tmp_path / "run" / "teacher-last.safetensors")[1]["provenance"]
     assert prov["data"]["ir16"] == "minmax" and prov["recipe"]["data"]["ir16"] == "minmax"
-    r = _recipe("ci-teacher.yaml", root, steps=3)
-    r.val.root = str(tmp_path / "d" / "val")
+    r = _recipe("ci-teacher.yaml", root, steps=3)  # validates on tmp_path/d/val, as the CLI runs did
     with pytest.raises(InputError, match="16-bit IR image"):
         train("teacher", r, data=root, out=tmp_path / "run", resume=True, progress=False)
     with pytest.raises(ConfigError, match="recipe differs"):

@@ -178,10 +178,10 @@ def _decode(
 
     h, w = hw
     ih, iw = ir_hw or hw
+    mode = "RGB" if vi_channels == 3 else "L"
     irs, vis = [], []
     for ir_path, vi_path in pairs:
         pair = ImagePair(ir_path.stem, ir_path, vi_path)
-        mode = "RGB" if vi_channels == 3 else "L"
         if ir_hw is None:
             ir, vi = load_pair(pair, vi_mode=mode, ir16=ir16)
         else:  # a rig's two cameras: sizes may differ (the graph registers them)
